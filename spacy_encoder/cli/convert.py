@@ -1,0 +1,1 @@
+"""Corpus conversion commands (filled in by the corpora work)."""
