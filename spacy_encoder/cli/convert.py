@@ -1,1 +1,95 @@
-"""Corpus conversion commands (filled in by the corpora work)."""
+"""Corpus conversion commands: raw corpora -> spaCy `.spacy` DocBins.
+
+The work is done by `spacy_encoder.corpora`; these commands only parse options,
+print a one-line summary, and turn input problems into a readable error and
+exit code 1 instead of a traceback.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from wasabi import msg
+
+from .. import corpora
+from ..corpora import CorpusError, GoEmotionsView, Scheme
+from . import app
+
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Keep only the first N docs/examples (tiny test slices).")]
+
+
+@contextmanager
+def _fail_cleanly() -> Iterator[None]:
+    """Bad data and missing files are the user's to fix: say what and where, exit 1."""
+    try:
+        yield
+    except (CorpusError, OSError, ValueError) as err:
+        msg.fail(str(err))
+        raise typer.Exit(1) from None
+
+
+@app.command("convert-conll")
+def convert_conll(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="CoNLL NER column file (word [POS chunk] TAG), e.g. CoNLL-2003 eng.train.")],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Output .spacy file.")],
+    scheme: Annotated[Scheme, typer.Option("--scheme", help="Tag scheme to validate against (all decode the same way).")] = Scheme.iob1,
+    n_sents: Annotated[int, typer.Option("--n-sents", min=0, help="Sentences per doc, only for files without -DOCSTART- lines (0: one doc).")] = 10,
+    limit: Limit = None,
+) -> None:
+    """Convert a CoNLL NER file: one Doc per -DOCSTART- document, sentence starts set."""
+    with _fail_cleanly():
+        docs = corpora.read_conll(input_path, scheme, limit=limit, n_sents=n_sents)
+        corpora.write_docbin(docs, output_path)
+    msg.good(f"{output_path}: {corpora.summarize(docs)}")
+
+
+@app.command("convert-wikigold")
+def convert_wikigold(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="wikigold.conll.txt (IO tags, -DOCSTART- at the end of each article).")],
+    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder for train.spacy, dev.spacy, test.spacy.")],
+    dev_docs: Annotated[Optional[int], typer.Option("--dev-docs", min=0, help="Articles for dev (default: 15 %).")] = None,
+    test_docs: Annotated[Optional[int], typer.Option("--test-docs", min=0, help="Articles for test (default: 15 %).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the document shuffle.")] = 0,
+    limit: Limit = None,
+) -> None:
+    """Convert WikiGold and split it by article into train/dev/test (it has no official split)."""
+    with _fail_cleanly():
+        docs = corpora.read_wikigold(input_path, limit=limit)
+        splits = corpora.split_by_document(docs, dev_docs, test_docs, seed)
+        for name, split in splits.items():
+            corpora.write_docbin(split, output_dir / f"{name}.spacy")
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in splits.items())
+    msg.good(f"{output_dir}: {corpora.summarize(docs)}; split by article: {sizes}")
+
+
+@app.command("convert-sst2")
+def convert_sst2(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="GLUE SST-2 train.tsv or dev.tsv (header sentence<TAB>label).")],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Output .spacy file.")],
+    limit: Limit = None,
+) -> None:
+    """Convert SST-2 to exclusive textcat cats POSITIVE / NEGATIVE."""
+    with _fail_cleanly():
+        docs = corpora.read_sst2(input_path, limit=limit)
+        corpora.write_docbin(docs, output_path)
+    msg.good(f"{output_path}: {corpora.summarize(docs)}")
+
+
+@app.command("convert-goemotions")
+def convert_goemotions(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="GoEmotions train/dev/test.tsv (text<TAB>label ids<TAB>comment id).")],
+    output_path: Annotated[Path, typer.Argument(metavar="OUTPUT", help="Output .spacy file.")],
+    labels_path: Annotated[Path, typer.Option("--labels", help="emotions.txt: label names, line i = id i.")],
+    view: Annotated[GoEmotionsView, typer.Option("--view", help="multilabel: 28 labels; sentiment: 4 exclusive groups.")] = GoEmotionsView.multilabel,
+    limit: Limit = None,
+) -> None:
+    """Convert GoEmotions to textcat cats (multi-label emotions, or exclusive sentiment)."""
+    with _fail_cleanly():
+        docs, dropped = corpora.read_goemotions(input_path, labels_path, view, limit=limit)
+        corpora.write_docbin(docs, output_path)
+    if view is GoEmotionsView.sentiment:
+        msg.info(f"Dropped {dropped:,} examples whose labels span more than one sentiment group")
+    msg.good(f"{output_path}: {corpora.summarize(docs)}")

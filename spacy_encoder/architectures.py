@@ -1,0 +1,197 @@
+"""Registered architectures (through entry points in pyproject.toml; no import needed).
+
+A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
+"""
+import logging
+import warnings
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
+
+import torch
+from confection import ConfigValidationError
+from spacy.tokens import Doc
+from thinc.api import CupyOps, Model, PyTorchGradScaler, PyTorchWrapper_v2, TorchScriptWrapper_v1, get_current_ops
+from thinc.types import Floats2d
+
+from .layers import convert_inputs, convert_outputs, transformer_encoder, transformer_tok2vec
+from .pytorch import EmbedConfig, EncoderConfig, EncoderConfigError, Tok2VecEncoder, TransformerEncoder
+
+logger = logging.getLogger("spacy_encoder")
+
+
+def build_transformer_tok2vec_v1(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    attrs: List[str],
+    rows: List[int],
+    n_hashes: int,
+    positions: str,
+    local_window: int,
+    norm_first: bool,
+    dropout: float,
+    embed_dropout: float,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+) -> Model[List[Doc], List[Floats2d]]:
+    """A Transformer tok2vec: hashed token features, then a stack of encoder layers,
+    all in one torch module. Fits anywhere spaCy takes a tok2vec (inline, or in a
+    `tok2vec` component feeding listeners).
+
+    width (int): Width of the embeddings and of every layer. Recommended values are 128 to 256.
+    depth (int): Number of encoder layers. Recommended values are 2 to 6.
+    n_heads (int): Attention heads; must divide `width`. Recommended: width / 32.
+    ff_width (int): Hidden width of the feed-forward sub-layers. Recommended: 4 * width.
+    attrs (List[str]): Token attributes to embed. Recommended: ["NORM", "PREFIX", "SUFFIX", "SHAPE"].
+    rows (List[int]): Hash-table rows per attribute. Recommended: [5000, 1000, 2500, 2500].
+    n_hashes (int): Hashed rows summed per feature id (1-4). Recommended: 2.
+    positions (str): "rotary", "sinusoidal", "learned" or "none". Recommended: "rotary".
+    local_window (int): Kernel size of a residual convolution before the attention layers;
+        0 turns it off. Recommended: 3.
+    norm_first (bool): Pre-norm (true) or post-norm (false). Recommended: true.
+    dropout (float): Dropout inside the encoder. spaCy's [training] dropout does not
+        reach inside torch modules; set it here. Recommended: 0.1.
+    embed_dropout (float): Dropout on the embeddings. Recommended: 0.1.
+    max_length (int): Longest window the encoder sees; longer docs are split into
+        overlapping windows and stitched back. Recommended: 128 to 512.
+    window_stride (int): Distance between window starts (<= max_length). Recommended: 3/4 of max_length.
+    mixed_precision (bool): Autocast to fp16 on GPU. Ignored, with a warning, on CPU.
+    grad_scaler_config (dict): Arguments of thinc's PyTorchGradScaler for mixed precision,
+        e.g. {"init_scale": 32768.0}. Empty for the defaults.
+    torchscript (bool): Run the encoder as a TorchScript module (torch.jit.script).
+    """
+    with _config_errors("spacy-encoder.TransformerTok2Vec.v1"):
+        embed_config = EmbedConfig(attrs=list(attrs), rows=list(rows), width=width, n_hashes=n_hashes, dropout=embed_dropout)
+        encoder_config = EncoderConfig(
+            width=width,
+            depth=depth,
+            n_heads=n_heads,
+            ff_width=ff_width,
+            positions=positions,
+            local_window=local_window,
+            norm_first=norm_first,
+            dropout=dropout,
+            max_length=max_length,
+            window_stride=window_stride,
+        )
+        _check_attrs(attrs)
+    module = Tok2VecEncoder(embed_config, encoder_config)
+    torch_layer = _wrap(module, width, mixed_precision, grad_scaler_config, torchscript)
+    return transformer_tok2vec(
+        torch_layer, attrs=list(attrs), width=width, max_length=max_length, window_stride=window_stride
+    )
+
+
+def build_transformer_encoder_v1(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    positions: str,
+    local_window: int,
+    norm_first: bool,
+    dropout: float,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """The encoder stack alone, for the `encode` slot of `spacy.Tok2Vec.v2` after any
+    spaCy embed layer (e.g. `spacy.MultiHashEmbed.v2` with the same width).
+
+    Arguments as in `spacy-encoder.TransformerTok2Vec.v1`; `width` must equal the
+    embed layer's width.
+    """
+    with _config_errors("spacy-encoder.TransformerEncoder.v1"):
+        config = EncoderConfig(
+            width=width,
+            depth=depth,
+            n_heads=n_heads,
+            ff_width=ff_width,
+            positions=positions,
+            local_window=local_window,
+            norm_first=norm_first,
+            dropout=dropout,
+            max_length=max_length,
+            window_stride=window_stride,
+        )
+    module = TransformerEncoder(config)
+    torch_layer = _wrap(module, width, mixed_precision, grad_scaler_config, torchscript)
+    return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
+
+
+def _wrap(
+    module: torch.nn.Module,
+    width: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+) -> Model:
+    on_gpu = isinstance(get_current_ops(), CupyOps)
+    if mixed_precision and not on_gpu:
+        logger.warning(
+            "spacy-encoder: mixed_precision = true needs a GPU (spacy train --gpu-id 0); "
+            "training on CPU in float32 instead."
+        )
+        mixed_precision = False
+    grad_scaler: Optional[PyTorchGradScaler] = None
+    if mixed_precision:
+        grad_scaler = PyTorchGradScaler(enabled=True, **grad_scaler_config)
+    if torchscript:
+        with quiet_jit():
+            scripted = torch.jit.script(module)
+        wrapper = TorchScriptWrapper_v1(
+            scripted,
+            convert_inputs=convert_inputs,
+            convert_outputs=convert_outputs,
+            mixed_precision=mixed_precision,
+            grad_scaler=grad_scaler,
+        )
+    else:
+        wrapper = PyTorchWrapper_v2(
+            module,
+            convert_inputs=convert_inputs,
+            convert_outputs=convert_outputs,
+            mixed_precision=mixed_precision,
+            grad_scaler=grad_scaler,
+        )
+    wrapper.set_dim("nO", width)
+    return wrapper
+
+
+@contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence exactly torch 2.13's deprecation warnings of torch.jit (it still works;
+    eager stays the reference and tests pin scripted == eager)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        yield
+
+
+@contextmanager
+def _config_errors(architecture: str) -> Iterator[None]:
+    """Report a bad hyper-parameter as a config error naming the field, which
+    `spacy train` prints without a traceback."""
+    try:
+        yield
+    except EncoderConfigError as err:
+        raise ConfigValidationError(
+            title=f"Invalid settings for {architecture}",
+            errors=[{"loc": [err.field], "msg": f"{err.why} (got {err.value!r})"}],
+            show_config=False,
+        ) from None
+
+
+def _check_attrs(attrs: List[str]) -> None:
+    from spacy.attrs import IDS
+
+    for attr in attrs:
+        if attr.upper() not in IDS:
+            raise EncoderConfigError("attrs", attr, "Unknown token attribute; use spaCy names such as NORM or SHAPE.")

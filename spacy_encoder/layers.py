@@ -1,0 +1,295 @@
+"""Thinc glue: Docs to feature ids, windows and length buckets, the PyTorch wrapper's
+converters, and stitching the windows back into one array per doc.
+
+Data path of `transformer_tok2vec` (N docs, n_i tokens each, F features, D width):
+
+    docs -> ids (sum n_i, F) uint64 -> windows of <= max_length tokens
+         -> length-sorted buckets, each padded batch-first (B, T, F) + lengths (B,)
+         -> torch module -> (B, T, D) per bucket -> per-token rows -> N x (n_i, D)
+
+Docs longer than `max_length` are cut into windows that start every `window_stride`
+tokens; each token takes its vector from the window in which it sits most centrally,
+so every token keeps at least (max_length - window_stride) / 2 tokens of context on
+both sides wherever the doc allows. Nothing is truncated.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+
+import numpy
+import torch
+from spacy.attrs import intify_attr
+from spacy.tokens import Doc
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
+from thinc.types import Floats2d, Ints1d
+
+logger = logging.getLogger("spacy_encoder")
+
+# Buckets: a new padded batch is started when the current one would hold more than
+# BUCKET_TOKENS positions, or when more than MAX_PADDING of it would be padding.
+# Small buckets cost Python and dispatch overhead, large ones padding and T^2
+# attention; these keep both low for sentence- to paragraph-sized docs.
+BUCKET_TOKENS = 4096
+MIN_BUCKET_TOKENS = 256
+MAX_PADDING = 0.10
+
+
+@dataclass
+class WindowPlan:
+    """Where each window comes from and where each token's vector comes from.
+
+    starts/lengths: per window, the offset of its first token in the flat token array,
+        and its length. Windows appear in bucket order (longest first).
+    buckets: (first window, end window, padded length) per bucket.
+    gather: for each token of the flat token array, its row in the concatenation of
+        all buckets' outputs flattened to (sum B*T, D).
+    source: for each padded position of all buckets, in the same flat order, the token
+        it holds, or -1 for padding.
+    """
+
+    starts: numpy.ndarray
+    lengths: numpy.ndarray
+    buckets: List[Tuple[int, int, int]]
+    gather: numpy.ndarray
+    source: numpy.ndarray
+
+
+def doc_windows(n_tokens: int, max_length: int, stride: int) -> List[Tuple[int, int, int, int]]:
+    """Split a doc into windows. Returns (start, length, own_start, own_end) per window,
+    relative to the doc; the windows' owned ranges partition [0, n_tokens)."""
+    if n_tokens == 0:
+        return []
+    if n_tokens <= max_length:
+        return [(0, n_tokens, 0, n_tokens)]
+    starts = list(range(0, n_tokens - max_length + 1, stride))
+    if starts[-1] + max_length < n_tokens:
+        starts.append(n_tokens - max_length)
+    windows = []
+    for i, start in enumerate(starts):
+        # Hand over to the next window in the middle of the overlap.
+        own_start = 0 if i == 0 else windows[-1][3]
+        own_end = n_tokens if i == len(starts) - 1 else (starts[i + 1] + start + max_length) // 2
+        windows.append((start, max_length, own_start, own_end))
+    return windows
+
+
+def plan_windows(doc_lengths: Sequence[int], max_length: int, stride: int) -> WindowPlan:
+    """Plan windows and length buckets for a batch of docs (see `WindowPlan`)."""
+    offsets = numpy.concatenate([[0], numpy.cumsum(doc_lengths, dtype="int64")])
+    windows = []  # (flat start, length, flat own start, flat own end)
+    for offset, n in zip(offsets[:-1].tolist(), doc_lengths):
+        for start, length, own_start, own_end in doc_windows(n, max_length, stride):
+            windows.append((offset + start, length, offset + own_start, offset + own_end))
+    # Longest first; stable, so equal lengths keep document order.
+    windows.sort(key=lambda w: -w[1])
+    buckets: List[Tuple[int, int, int]] = []
+    first = 0
+    real = 0
+    for i, (_, length, _, _) in enumerate(windows):
+        if i > first:
+            padded = windows[first][1] * (i - first + 1)
+            waste = padded - (real + length)
+            if padded > BUCKET_TOKENS or (padded > MIN_BUCKET_TOKENS and waste > MAX_PADDING * padded):
+                buckets.append((first, i, windows[first][1]))
+                first, real = i, 0
+        real += length
+    if windows:
+        buckets.append((first, len(windows), windows[first][1]))
+    n_tokens = int(offsets[-1])
+    gather = numpy.zeros((n_tokens,), dtype="int64")
+    sources = []
+    base = 0
+    for first, end, width in buckets:
+        for row, (start, length, own_start, own_end) in enumerate(windows[first:end]):
+            row_base = base + row * width
+            gather[own_start:own_end] = row_base + numpy.arange(own_start - start, own_end - start)
+            row_source = numpy.full((width,), -1, dtype="int64")
+            row_source[:length] = numpy.arange(start, start + length)
+            sources.append(row_source)
+        base += (end - first) * width
+    source = numpy.concatenate(sources) if sources else numpy.zeros((0,), dtype="int64")
+    return WindowPlan(
+        starts=numpy.asarray([w[0] for w in windows], dtype="int64"),
+        lengths=numpy.asarray([w[1] for w in windows], dtype="int64"),
+        buckets=buckets,
+        gather=gather,
+        source=source,
+    )
+
+
+def run_windows(
+    model: Model,
+    torch_layer: Model,
+    X: Any,
+    doc_lengths: List[int],
+    is_train: bool,
+    *,
+    pad_value: Any,
+) -> Tuple[Floats2d, Callable[[Floats2d], Optional[Any]]]:
+    """Run `torch_layer` over the windows and buckets of a flat token array.
+
+    X: (sum n_i, ...) one row per token (feature ids or vectors).
+    Returns (sum n_i, D) and a backprop callback giving the gradient of X (or None
+    when X holds ids).
+    """
+    ops = model.ops
+    plan = plan_windows(doc_lengths, model.attrs["max_length"], model.attrs["window_stride"])
+    width = model.get_dim("nO")
+    n_tokens = X.shape[0]
+    if n_tokens == 0:
+        return ops.alloc2f(0, width), lambda dY: None
+    # One fancy-index copy pads every bucket: (sum B*T, ...) then a view per bucket.
+    pad_row = ops.xp.full((1,) + X.shape[1:], pad_value, dtype=X.dtype)
+    X_padded = ops.xp.concatenate([X, pad_row])[ops.asarray(plan.source)]  # (sum B*T, ...)
+    outputs = []
+    callbacks = []
+    row = 0
+    for first, end, seq_len in plan.buckets:
+        n_rows = end - first
+        Xb = X_padded[row : row + n_rows * seq_len].reshape((n_rows, seq_len) + X.shape[1:])  # (B, T, ...)
+        lengths = plan.lengths[first:end]  # (B,)
+        Yb, backprop_b = torch_layer((Xb, lengths), is_train)  # (B, T, D)
+        outputs.append(Yb.reshape((-1, width)))
+        callbacks.append(backprop_b)
+        row += n_rows * seq_len
+    Y_padded = ops.xp.concatenate(outputs) if len(outputs) > 1 else outputs[0]  # (sum B*T, D)
+    gather = ops.asarray(plan.gather)
+    Y = Y_padded[gather]  # (sum n_i, D)
+
+    def backprop(dY: Floats2d) -> Optional[Any]:
+        dY_padded = ops.alloc2f(*Y_padded.shape)
+        dY_padded[gather] = dY  # each token sits at exactly one padded position
+        dX_parts = []
+        start = 0
+        for (first, end, seq_len), callback in zip(plan.buckets, callbacks):
+            n_rows = end - first
+            dYb = dY_padded[start : start + n_rows * seq_len].reshape((n_rows, seq_len, width))
+            dX_parts.append(callback(dYb))
+            start += n_rows * seq_len
+        if dX_parts[0] is None:
+            return None
+        # Overlapping windows see a token more than once: sum its gradients.
+        dX_padded = ops.xp.concatenate([d.reshape((-1,) + X.shape[1:]) for d in dX_parts])
+        real = plan.source >= 0
+        dX = ops.alloc((n_tokens,) + X.shape[1:], dtype=dX_padded.dtype)
+        ops.scatter_add(dX, ops.asarray(plan.source[real]), dX_padded[ops.asarray(real)])
+        return dX
+
+    return Y, backprop
+
+
+# --- The PyTorch wrapper's converters ------------------------------------------------
+
+
+def convert_inputs(model: Model, inputs: Tuple[Any, Ints1d], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    """(padded X (B, T, F|D), lengths (B,)) to torch. Feature ids need no gradient."""
+    device = model.shims[0].device
+    X, lengths = inputs
+    needs_grad = is_train and X.dtype.kind == "f"
+    Xt = xp2torch(X, requires_grad=needs_grad, device=device)
+    Lt = xp2torch(model.ops.xp.asarray(lengths, dtype="int64"), device=device)
+
+    def backprop(dX: ArgsKwargs) -> Optional[Any]:
+        if not needs_grad:
+            return None
+        return torch2xp(dX.args[0])  # (B, T, D)
+
+    return ArgsKwargs(args=(Xt, Lt), kwargs={}), backprop
+
+
+def convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Any, Callable]:
+    """(B, T, D) torch output to the current ops' array; gradients back to torch."""
+    _, Yt = inputs_outputs
+    device = model.shims[0].device
+    # Under autocast the output may be half precision; spaCy's heads expect float32.
+    if Yt.dtype != torch.float32:
+        Yt = Yt.float()
+    Y = torch2xp(Yt)
+
+    def backprop(dY: Any) -> ArgsKwargs:
+        return ArgsKwargs(args=(Yt,), kwargs={"grad_tensors": xp2torch(dY, device=device)})
+
+    return Y, backprop
+
+
+# --- Thinc layers --------------------------------------------------------------------
+
+
+def transformer_tok2vec(
+    torch_layer: Model, *, attrs: List[str], width: int, max_length: int, window_stride: int
+) -> Model[List[Doc], List[Floats2d]]:
+    """Docs to one (n_tokens, width) array each, through `torch_layer` (a wrapped
+    `Tok2VecEncoder`)."""
+    return Model(
+        "spacy-encoder.tok2vec",
+        _tok2vec_forward,
+        layers=[torch_layer],
+        dims={"nO": width},
+        attrs={
+            "attr_ids": [intify_attr(a) for a in attrs],
+            "attrs": list(attrs),
+            "max_length": max_length,
+            "window_stride": window_stride,
+        },
+    )
+
+
+def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    torch_layer = model.layers[0]
+    doc_lengths = [len(doc) for doc in docs]
+    ids = extract_features(docs, model.attrs["attr_ids"])  # (sum n_i, F)
+    ids = model.ops.asarray(ids)
+    Y, backprop_windows = run_windows(model, torch_layer, ids, doc_lengths, is_train, pad_value=0)
+    Ys = model.ops.unflatten(Y, model.ops.asarray1i(doc_lengths)) if docs else []
+
+    def backprop(dYs: List[Floats2d]) -> List[Doc]:
+        if sum(doc_lengths):
+            backprop_windows(model.ops.flatten(dYs))
+        return []
+
+    return Ys, backprop
+
+
+def extract_features(docs: Sequence[Doc], attr_ids: List[int]) -> numpy.ndarray:
+    """Token attribute ids (spaCy's 64-bit hashes) as int64: (sum n_i, F).
+
+    The uint64 ids are reinterpreted, not converted, as int64: torch has no uint64
+    arithmetic; the hashing in `HashEmbed` reads the two 32-bit halves.
+    """
+    arrays = [doc.to_array(attr_ids) for doc in docs if len(doc)]
+    if not arrays:
+        return numpy.zeros((0, len(attr_ids)), dtype="int64")
+    ids = numpy.ascontiguousarray(numpy.concatenate(arrays).reshape((-1, len(attr_ids))), dtype="uint64")
+    return ids.view("int64")
+
+
+def transformer_encoder(
+    torch_layer: Model, *, width: int, max_length: int, window_stride: int
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """One (n_tokens, width) array per doc in and out, through `torch_layer` (a wrapped
+    `TransformerEncoder`), for the `encode` slot of `spacy.Tok2Vec.v2`."""
+    return Model(
+        "spacy-encoder.encoder",
+        _encoder_forward,
+        layers=[torch_layer],
+        dims={"nI": width, "nO": width},
+        attrs={"max_length": max_length, "window_stride": window_stride},
+    )
+
+
+def _encoder_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    doc_lengths = [len(X) for X in Xs]
+    width = model.get_dim("nO")
+    X = model.ops.flatten(Xs) if Xs else model.ops.alloc2f(0, width)
+    if X.shape[1] != width:
+        raise ValueError(f"spacy-encoder.TransformerEncoder: expected input width {width}, got {X.shape[1]}.")
+    Y, backprop_windows = run_windows(model, model.layers[0], X, doc_lengths, is_train, pad_value=0.0)
+    Ys = model.ops.unflatten(Y, model.ops.asarray1i(doc_lengths)) if Xs else []
+
+    def backprop(dYs: List[Floats2d]) -> List[Floats2d]:
+        if not sum(doc_lengths):
+            return [model.ops.alloc2f(0, width) for _ in Xs]
+        dX = cast(Floats2d, backprop_windows(model.ops.flatten(dYs)))
+        return model.ops.unflatten(dX, model.ops.asarray1i(doc_lengths))
+
+    return Ys, backprop

@@ -1,0 +1,20 @@
+"""Plain torch modules: no Thinc or spaCy imports, every module compiles with torch.jit.script."""
+from .attention import SelfAttention, keep_mask
+from .block import EncoderLayer, FeedForward
+from .config import POSITION_KINDS, EmbedConfig, EncoderConfig, EncoderConfigError
+from .embeddings import HashEmbed
+from .encoder import TransformerEncoder, Tok2VecEncoder
+
+__all__ = [
+    "POSITION_KINDS",
+    "EmbedConfig",
+    "EncoderConfig",
+    "EncoderConfigError",
+    "EncoderLayer",
+    "FeedForward",
+    "HashEmbed",
+    "SelfAttention",
+    "Tok2VecEncoder",
+    "TransformerEncoder",
+    "keep_mask",
+]

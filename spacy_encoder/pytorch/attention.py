@@ -1,0 +1,86 @@
+"""Multi-head self-attention with one boolean keep-mask convention.
+
+The mask is built in one place (`keep_mask`): True = this key may be attended to.
+A row whose sequence has no real token (an empty doc) would mask every key, and a
+softmax over nothing but masked logits is NaN in every dtype; such rows keep key 0
+instead. Their outputs are padding and are discarded, but they stay finite, so no NaN
+can reach the weight gradients (also in fp16).
+"""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+
+def keep_mask(lengths: Tensor, seq_len: int) -> Tensor:
+    """The attention keep-mask of a padded batch.
+
+    :param lengths: (B,) number of real tokens per row.
+    :param seq_len: padded length T.
+    :return: (B, 1, 1, T) bool, True where the key is a real token (and key 0 of an
+        empty row, see the module docstring).
+    """
+    positions = torch.arange(seq_len, device=lengths.device)  # (T,)
+    keep = positions.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    empty_row_guard = (lengths == 0).unsqueeze(1) & (positions == 0).unsqueeze(0)  # (B, T)
+    return (keep | empty_row_guard).unsqueeze(1).unsqueeze(2)  # (B, 1, 1, T)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through `scaled_dot_product_attention`.
+
+    :param width: model width D.
+    :param n_heads: number of heads H; D must be divisible by H.
+    :param rotary: a module whose `rotate(q, k)` applies rotary positions (or is a no-op).
+    """
+
+    __constants__ = ["n_heads", "head_width"]
+
+    def __init__(self, width: int, n_heads: int, rotary: nn.Module) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_width = width // n_heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.output = nn.Linear(width, width)
+        self.rotary = rotary
+
+    def _heads(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        batch, seq_len, width = x.shape
+        qkv = self.qkv(x).view(batch, seq_len, 3, self.n_heads, self.head_width)  # (B, T, 3, H, Dh)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, Dh)
+        q, k = self.rotary.rotate(qkv[0], qkv[1])
+        return q, k, qkv[2]
+
+    def _merge(self, y: Tensor) -> Tensor:
+        batch, _, seq_len, _ = y.shape
+        y = y.transpose(1, 2).reshape(batch, seq_len, self.n_heads * self.head_width)  # (B, T, D)
+        return self.output(y)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        """:param x: (B, T, D). :param keep: (B, 1, 1, T) bool. :return: (B, T, D)."""
+        q, k, v = self._heads(x)
+        # No dropout on the attention weights: with dropout_p > 0 the CPU falls back to
+        # the unfused math kernel and samples a (B, H, T, T) mask, several times slower.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, H, T, Dh)
+        return self._merge(y)
+
+    def forward_with_weights(self, x: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor]:
+        """The same computation with explicit attention weights, for inspection.
+
+        `scaled_dot_product_attention` never materialises the weights, so this path
+        computes them by hand (no dropout); tests pin it to `forward`.
+
+        :param x: (B, T, D). :param keep: (B, 1, 1, T) bool.
+        :return: output (B, T, D) and weights (B, H, T, T); rows sum to 1 over kept keys.
+        """
+        q, k, v = self._heads(x)
+        # float32 for inspection; TorchScript has no torch.finfo, hence the literal
+        # (torch.finfo(torch.float32).min).
+        logits = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_width)  # (B, H, T, T)
+        logits = logits.masked_fill(~keep, -3.4028234663852886e38)
+        weights = logits.softmax(dim=-1)
+        return self._merge(weights.to(v.dtype) @ v), weights
+

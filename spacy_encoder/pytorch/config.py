@@ -1,0 +1,137 @@
+"""The encoder's hyper-parameters in one dataclass, validated in one place.
+
+Validation lives here (not in the builders) so that the torch modules, the Thinc
+builders and the export command all reject the same bad values with the same message.
+Field names match the builder arguments so the message names the config field.
+"""
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+POSITION_KINDS: Tuple[str, ...] = ("rotary", "sinusoidal", "learned", "none")
+
+
+class EncoderConfigError(ValueError):
+    """A hyper-parameter of the encoder has a value it cannot be built with.
+
+    `field` names the argument (as written in a config), `why` says what is expected.
+    """
+
+    def __init__(self, field: str, value: object, why: str) -> None:
+        self.field = field
+        self.value = value
+        self.why = why
+        super().__init__(f"Invalid value for '{field}': {value!r}. {why}")
+
+
+@dataclass
+class EncoderConfig:
+    """Hyper-parameters of the encoder stack (everything after the embeddings).
+
+    width: hidden size of every layer.
+    depth: number of stacked encoder layers.
+    n_heads: attention heads; must divide `width`.
+    ff_width: hidden size of the feed-forward sub-layer.
+    positions: "rotary", "sinusoidal", "learned" or "none".
+    local_window: kernel size of the residual convolution run before the first layer
+        (0 turns it off). Odd, so that the convolution is centred on each token.
+    norm_first: pre-norm (True) or post-norm (False) residual blocks.
+    dropout: dropout inside the torch modules (attention weights, residual branches).
+    max_length: the longest sequence the encoder sees at once; longer docs are split
+        into windows of this length.
+    window_stride: distance between the starts of consecutive windows of a long doc.
+    """
+
+    width: int = 128
+    depth: int = 4
+    n_heads: int = 4
+    ff_width: int = 512
+    positions: str = "rotary"
+    local_window: int = 3
+    norm_first: bool = True
+    dropout: float = 0.1
+    max_length: int = 256
+    window_stride: int = 192
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def fail(name: str, value: object, why: str) -> None:
+            raise EncoderConfigError(name, value, why)
+
+        for name in ("width", "depth", "n_heads", "ff_width", "max_length", "window_stride", "local_window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                fail(name, value, "Expected an integer.")
+        if self.width < 1:
+            fail("width", self.width, "Expected a positive integer.")
+        if self.depth < 1:
+            fail("depth", self.depth, "The encoder needs at least one layer (depth >= 1).")
+        if self.n_heads < 1:
+            fail("n_heads", self.n_heads, "Expected a positive integer.")
+        if self.width % self.n_heads != 0:
+            fail(
+                "n_heads",
+                self.n_heads,
+                f"'width' ({self.width}) must be divisible by 'n_heads' ({self.n_heads}).",
+            )
+        if self.positions == "rotary" and (self.width // self.n_heads) % 2 != 0:
+            fail(
+                "n_heads",
+                self.n_heads,
+                f"Rotary positions need an even head width; width/n_heads = {self.width // self.n_heads}.",
+            )
+        if self.ff_width < 1:
+            fail("ff_width", self.ff_width, "Expected a positive integer.")
+        if self.positions not in POSITION_KINDS:
+            fail("positions", self.positions, f"Expected one of {', '.join(POSITION_KINDS)}.")
+        if self.local_window < 0 or (self.local_window > 0 and self.local_window % 2 == 0):
+            fail("local_window", self.local_window, "Expected 0 (off) or an odd kernel size such as 3.")
+        if not isinstance(self.norm_first, bool):
+            fail("norm_first", self.norm_first, "Expected true or false.")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            fail("dropout", self.dropout, "Expected a float in [0, 1).")
+        if self.max_length < 2:
+            fail("max_length", self.max_length, "Expected at least 2.")
+        if not 1 <= self.window_stride <= self.max_length:
+            fail(
+                "window_stride",
+                self.window_stride,
+                f"Expected 1 <= window_stride <= max_length ({self.max_length}); "
+                "windows of a long doc must overlap or touch.",
+            )
+
+
+@dataclass
+class EmbedConfig:
+    """Hyper-parameters of the hashed token-feature embeddings.
+
+    attrs: spaCy token attributes whose ids are hashed, e.g. NORM, PREFIX, SUFFIX, SHAPE.
+    rows: hash-table rows for each attribute (same order as `attrs`).
+    width: output width (the encoder width).
+    n_hashes: how many hashed rows are summed per id; collisions of one hash are
+        rarely collisions of all.
+    dropout: dropout on the combined embedding.
+    """
+
+    attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
+    rows: List[int] = field(default_factory=lambda: [5000, 1000, 2500, 2500])
+    width: int = 128
+    n_hashes: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        def fail(name: str, value: object, why: str) -> None:
+            raise EncoderConfigError(name, value, why)
+
+        if not self.attrs:
+            fail("attrs", self.attrs, "Expected at least one token attribute.")
+        if len(self.rows) != len(self.attrs):
+            fail("rows", self.rows, f"Expected one row count per attribute ({len(self.attrs)} attrs).")
+        for r in self.rows:
+            if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+                fail("rows", self.rows, "Every row count must be a positive integer.")
+        if not 1 <= self.n_hashes <= 4:
+            fail("n_hashes", self.n_hashes, "Expected 1 to 4.")
+        if not 0.0 <= self.dropout < 1.0:
+            fail("dropout", self.dropout, "Expected a float in [0, 1).")

@@ -1,0 +1,68 @@
+"""Hashed token-feature embeddings, in the spirit of spaCy's MultiHashEmbed, in torch.
+
+Input is the raw 64-bit attribute ids that spaCy stores on tokens (`Doc.to_array`),
+reinterpreted as int64. Each id is hashed `n_hashes` times into its attribute's table
+and the rows are summed; the attributes are concatenated and mixed by a linear layer.
+Hashing happens here, not on the Thinc side, so an exported TorchScript file maps
+feature ids to vectors on its own.
+"""
+from typing import List
+
+import torch
+from torch import Tensor, nn
+from torch.jit import Final
+
+# A Mersenne prime: (a * lo + b * hi + c) % P with a, b, c < P and lo, hi < 2**32
+# stays below 2**63, so the hash never overflows int64 on any backend.
+_PRIME = 2147483647
+_LOW_32 = 0xFFFFFFFF
+
+
+def hash_parameters(n_hashes: int, n_attrs: int, seed: int = 0) -> Tensor:
+    """Fixed universal-hash coefficients. :return: (n_hashes, n_attrs, 3) int64."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(1, _PRIME, (n_hashes, n_attrs, 3), generator=generator, dtype=torch.int64)
+
+
+class HashEmbed(nn.Module):
+    """:param rows: table size for each attribute.
+    :param width: output width D.
+    :param n_hashes: rows summed per id.
+    :param dropout: on the output.
+    """
+
+    prime: Final[int]
+    low_32: Final[int]
+
+    def __init__(self, rows: List[int], width: int, n_hashes: int, dropout: float) -> None:
+        super().__init__()
+        self.prime = _PRIME
+        self.low_32 = _LOW_32
+        n_attrs = len(rows)
+        offsets = torch.tensor([0] + rows[:-1], dtype=torch.int64).cumsum(0)
+        # Persistent: the hash coefficients are part of what the weights mean.
+        self.register_buffer("hash_params", hash_parameters(n_hashes, n_attrs))
+        self.register_buffer("rows", torch.tensor(rows, dtype=torch.int64), persistent=False)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.table = nn.Embedding(int(sum(rows)), width)
+        nn.init.normal_(self.table.weight, std=0.1)
+        self.mix = nn.Linear(n_attrs * width, width)
+        self.norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(dropout)
+
+    def row_ids(self, ids: Tensor) -> Tensor:
+        """:param ids: (B, T, F) int64 attribute ids. :return: (B, T, K, F) table rows."""
+        low = (ids & self.low_32).unsqueeze(2)  # (B, T, 1, F)
+        high = ((ids >> 32) & self.low_32).unsqueeze(2)
+        a = self.hash_params[:, :, 0]  # (K, F)
+        b = self.hash_params[:, :, 1]
+        c = self.hash_params[:, :, 2]
+        hashed = (low * a + high * b + c) % self.prime  # (B, T, K, F)
+        return hashed % self.rows + self.offsets
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """:param ids: (B, T, F) int64. :return: (B, T, D)."""
+        batch, seq_len, n_attrs = ids.shape
+        vectors = self.table(self.row_ids(ids)).sum(dim=2)  # (B, T, F, D)
+        vectors = vectors.reshape(batch, seq_len, -1)  # (B, T, F*D)
+        return self.dropout(self.norm(self.mix(vectors)))
