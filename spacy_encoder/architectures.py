@@ -11,6 +11,7 @@ import torch
 from confection import ConfigValidationError
 from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, PyTorchWrapper_v2, TorchScriptWrapper_v1, get_current_ops
+from thinc.layers.torchscriptwrapper import pytorch_to_torchscript_wrapper
 from thinc.types import Floats2d
 
 from .layers import convert_inputs, convert_outputs, transformer_encoder, transformer_tok2vec
@@ -164,6 +165,22 @@ def _wrap(
         )
     wrapper.set_dim("nO", width)
     return wrapper
+
+
+def script_encoder(model: Model) -> Model:
+    """Swap the torch module inside one of our layers (or any model holding them, e.g.
+    a pipeline component's model) for its TorchScript compilation, weights included.
+    Returns the model, changed in place."""
+    for node in list(model.walk()):
+        if node.name in ("spacy-encoder.tok2vec", "spacy-encoder.encoder"):
+            wrapper = node.layers[0]
+            if wrapper.name == "pytorch_script":
+                continue
+            with quiet_jit():
+                scripted = pytorch_to_torchscript_wrapper(wrapper)
+            scripted.set_dim("nO", wrapper.get_dim("nO"))
+            node.replace_node(wrapper, scripted)
+    return model
 
 
 @contextmanager

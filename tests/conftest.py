@@ -1,0 +1,25 @@
+import random
+from pathlib import Path
+
+import numpy
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPORA = (REPO / ".." / "shared" / "corpora").resolve()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    numpy.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+def shared_corpus(*parts: str) -> Path:
+    """A file of the research corpora beside the repo, or skip the test."""
+    path = SHARED_CORPORA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (research-only corpora live in ../shared/corpora, not in the repo)")
+    return path

@@ -1,0 +1,116 @@
+"""The torch modules alone: masks, padding, positions, pre/post-norm, TorchScript."""
+import pytest
+import torch
+
+from spacy_encoder.architectures import quiet_jit
+from spacy_encoder.pytorch import (
+    POSITION_KINDS,
+    EmbedConfig,
+    EncoderConfig,
+    EncoderConfigError,
+    Tok2VecEncoder,
+    TransformerEncoder,
+    keep_mask,
+)
+
+SMALL = dict(width=32, depth=2, n_heads=4, ff_width=64, max_length=16, window_stride=12, dropout=0.0)
+
+
+def small_tok2vec(**overrides) -> Tok2VecEncoder:
+    encoder = EncoderConfig(**{**SMALL, **overrides})
+    return Tok2VecEncoder(EmbedConfig(rows=[50, 20, 30, 40], width=encoder.width, dropout=0.0), encoder).eval()
+
+
+def random_ids(batch: int, seq_len: int) -> torch.Tensor:
+    return torch.randint(-(2**62), 2**62, (batch, seq_len, 4))
+
+
+def test_keep_mask_marks_real_tokens_and_guards_empty_rows():
+    keep = keep_mask(torch.tensor([3, 1, 0]), 4)
+    assert keep.shape == (3, 1, 1, 4)
+    assert keep[:, 0, 0].tolist() == [
+        [True, True, True, False],
+        [True, False, False, False],
+        [True, False, False, False],  # empty row keeps key 0 so softmax stays finite
+    ]
+
+
+@pytest.mark.parametrize("positions", POSITION_KINDS)
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_encoder_padding_invariance(positions, norm_first):
+    model = small_tok2vec(positions=positions, norm_first=norm_first)
+    ids = random_ids(1, 5)
+    alone = model(ids, torch.tensor([5]))
+    padded_ids = torch.cat([ids, random_ids(1, 4)], dim=1)  # (1, 9, 4): 4 positions of junk
+    batch_ids = torch.cat([padded_ids, random_ids(1, 9)])  # a longer neighbour in the batch
+    batched = model(batch_ids, torch.tensor([5, 9]))
+    torch.testing.assert_close(batched[0, :5], alone[0], atol=1e-5, rtol=1e-5)
+    assert torch.all(batched[0, 5:] == 0), "padding positions must be exactly zero"
+
+
+@pytest.mark.parametrize("positions", POSITION_KINDS)
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("local_window", [0, 3])
+def test_encoder_eager_equals_scripted(positions, norm_first, local_window):
+    model = small_tok2vec(positions=positions, norm_first=norm_first, local_window=local_window)
+    with quiet_jit():
+        scripted = torch.jit.script(model)
+    ids, lengths = random_ids(3, 7), torch.tensor([7, 2, 0])
+    torch.testing.assert_close(scripted(ids, lengths), model(ids, lengths), atol=1e-5, rtol=1e-5)
+
+
+def test_empty_rows_stay_finite_with_finite_gradients():
+    model = small_tok2vec().train()
+    ids, lengths = random_ids(3, 6), torch.tensor([0, 6, 0])
+    out = model(ids, lengths)
+    assert torch.isfinite(out).all()
+    (out[1].sum()).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is None or torch.isfinite(param.grad).all(), name
+
+
+def test_empty_rows_stay_finite_in_half_precision():
+    encoder = TransformerEncoder(EncoderConfig(**SMALL)).eval().half()
+    x = torch.randn(2, 5, 32).half() * 100
+    out = encoder(x, torch.tensor([0, 5]))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_explicit_attention_path_equals_fast_path(norm_first):
+    model = small_tok2vec(norm_first=norm_first)
+    ids, lengths = random_ids(2, 6), torch.tensor([6, 3])
+    states, weights = model.forward_with_weights(ids, lengths)
+    torch.testing.assert_close(states[-1], model(ids, lengths), atol=1e-5, rtol=1e-5)
+    assert len(states) == SMALL["depth"] + 2 and len(weights) == SMALL["depth"]
+    for w in weights:
+        assert w.shape == (2, 4, 6, 6)
+        torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 6))
+        assert torch.all(w[1, :, :, 3:] == 0), "padding keys must get zero weight"
+
+
+def test_hashing_is_deterministic_and_in_range():
+    a, b = small_tok2vec(), small_tok2vec()
+    ids = random_ids(2, 9)
+    assert torch.equal(a.embed.row_ids(ids), b.embed.row_ids(ids))
+    rows = a.embed.row_ids(ids) - a.embed.offsets
+    assert rows.min() >= 0 and torch.all(rows < a.embed.rows)
+
+
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        (dict(width=30, n_heads=4), "n_heads"),
+        (dict(depth=0), "depth"),
+        (dict(positions="alibi"), "positions"),
+        (dict(max_length=16, window_stride=32), "window_stride"),
+        (dict(local_window=2), "local_window"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(width="wide"), "width"),
+    ],
+)
+def test_bad_config_names_the_field(overrides, field):
+    with pytest.raises(EncoderConfigError) as err:
+        EncoderConfig(**{**SMALL, **overrides})
+    assert err.value.field == field
+    assert f"'{field}'" in str(err.value)

@@ -1,0 +1,180 @@
+"""The Thinc glue: windows, buckets, converters, padding invariance, serialization."""
+import numpy
+import pytest
+import spacy
+import torch
+from thinc.api import Model
+
+from spacy_encoder import layers
+from spacy_encoder.architectures import build_transformer_encoder_v1, build_transformer_tok2vec_v1, script_encoder
+
+ENCODER_ARGS = dict(
+    width=32,
+    depth=2,
+    n_heads=4,
+    ff_width=64,
+    positions="rotary",
+    local_window=3,
+    norm_first=True,
+    dropout=0.0,
+    max_length=16,
+    window_stride=12,
+    mixed_precision=False,
+    grad_scaler_config={},
+    torchscript=False,
+)
+TOK2VEC_ARGS = dict(
+    ENCODER_ARGS,
+    attrs=["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows=[100, 50, 50, 50],
+    n_hashes=2,
+    embed_dropout=0.0,
+)
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    return spacy.blank("en")
+
+
+def make_docs(nlp, lengths):
+    words = "the European Commission said on Thursday it disagreed with German advice !".split()
+    return [nlp.make_doc(" ".join(words[i % len(words)] for i in range(n))) if n else nlp.make_doc("") for n in lengths]
+
+
+def tok2vec(**overrides) -> Model:
+    model = build_transformer_tok2vec_v1(**{**TOK2VEC_ARGS, **overrides})
+    model.initialize()
+    return model
+
+
+@pytest.mark.parametrize("n_tokens", [1, 15, 16, 17, 40, 101])
+def test_doc_windows_partition_the_doc(n_tokens):
+    windows = layers.doc_windows(n_tokens, 16, 12)
+    owned = [t for _, _, s, e in windows for t in range(s, e)]
+    assert owned == list(range(n_tokens))
+    for start, length, own_start, own_end in windows:
+        assert length <= 16 and start <= own_start < own_end <= start + length <= n_tokens
+
+
+def test_plan_gathers_every_token_once_and_pads_little():
+    lengths = [0, 3, 40, 7, 16, 1, 0]
+    plan = layers.plan_windows(lengths, 16, 12)
+    assert sorted(plan.source[plan.gather].tolist()) == list(range(sum(lengths)))
+    assert numpy.array_equal(plan.source[plan.gather], numpy.arange(sum(lengths)))
+    assert plan.lengths.tolist() == sorted(plan.lengths.tolist(), reverse=True)
+
+
+def test_tok2vec_padding_invariance(nlp):
+    model = tok2vec()
+    doc = make_docs(nlp, [6])[0]
+    alone = model.predict([doc])[0]
+    batched = model.predict(make_docs(nlp, [14, 3]) + [doc] + make_docs(nlp, [40]))[2]
+    numpy.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[0], [0, 0], [0, 5, 0], [1], []])
+def test_tok2vec_empty_docs(nlp, lengths):
+    model = tok2vec()
+    docs = make_docs(nlp, lengths)
+    Y, backprop = model.begin_update(docs)
+    assert [y.shape for y in Y] == [(n, 32) for n in lengths]
+    assert all(numpy.isfinite(y).all() for y in Y)
+    assert backprop([model.ops.alloc2f(*y.shape) for y in Y]) == []
+
+
+def test_tok2vec_whitespace_only_doc(nlp):
+    model = tok2vec()
+    docs = [nlp("   "), nlp(" \n\t ")]
+    Y = model.predict(docs)
+    assert [y.shape[0] for y in Y] == [len(d) for d in docs]
+    assert all(numpy.isfinite(y).all() for y in Y)
+
+
+def test_tok2vec_long_doc_is_windowed_not_truncated(nlp):
+    model = tok2vec()
+    doc = make_docs(nlp, [100])[0]
+    Y = model.predict([doc])[0]
+    assert Y.shape == (100, 32) and numpy.isfinite(Y).all()
+    # The middle of a long doc equals the encoder run on its own window.
+    plan_windows = layers.doc_windows(100, 16, 12)
+    start, length, own_start, own_end = plan_windows[3]
+    window = model.predict([doc[start : start + length].as_doc()])[0]
+    numpy.testing.assert_allclose(Y[own_start:own_end], window[own_start - start : own_end - start], atol=1e-5)
+
+
+def test_tok2vec_backprop_reaches_torch_weights(nlp):
+    model = tok2vec()
+    docs = make_docs(nlp, [5, 30])
+    Y, backprop = model.begin_update(docs)
+    backprop([model.ops.alloc2f(*y.shape) + 1.0 for y in Y])
+    torch_model = model.layers[0].shims[0]._model
+    grads = [p.grad for p in torch_model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert torch_model.embed.table.weight.grad.abs().sum() > 0
+
+
+def test_encoder_input_gradient_matches_torch_autograd():
+    """With overlapping windows a token's gradient is summed over its windows."""
+    model = build_transformer_encoder_v1(**ENCODER_ARGS)
+    model.initialize()
+    X = [numpy.random.uniform(-1, 1, (n, 32)).astype("f") for n in (30, 4)]
+    Y, backprop = model.begin_update(X)
+    dY = [numpy.random.uniform(-1, 1, y.shape).astype("f") for y in Y]
+    dX = backprop(dY)
+    # Reference: the same windows by hand in torch.
+    torch_model = model.layers[0].shims[0]._model
+    Xt = torch.tensor(X[0], requires_grad=True)
+    out = torch.zeros(30, 32)
+    for start, length, own_start, own_end in layers.doc_windows(30, 16, 12):
+        y = torch_model(Xt[start : start + length].unsqueeze(0), torch.tensor([length]))[0]
+        out = out.index_add(0, torch.arange(own_start, own_end), y[own_start - start : own_end - start])
+    numpy.testing.assert_allclose(Y[0], out.detach().numpy(), atol=1e-5)
+    (out * torch.tensor(dY[0])).sum().backward()
+    numpy.testing.assert_allclose(dX[0], Xt.grad.numpy(), atol=1e-5)
+    assert dX[1].shape == (4, 32)
+
+
+def test_tok2vec_bytes_roundtrip_gives_equal_predictions(nlp):
+    model = tok2vec()
+    docs = make_docs(nlp, [7, 20])
+    expected = model.predict(docs)
+    fresh = tok2vec()  # different random init
+    assert not numpy.allclose(fresh.predict(docs)[0], expected[0])
+    fresh.from_bytes(model.to_bytes())
+    for a, b in zip(fresh.predict(docs), expected):
+        numpy.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("positions", ["rotary", "sinusoidal", "learned"])
+def test_tok2vec_torchscript_equals_eager(nlp, positions):
+    eager = tok2vec(positions=positions)
+    docs = make_docs(nlp, [3, 25, 0, 9])
+    expected = eager.predict(docs)
+    scripted = script_encoder(eager.copy())
+    scripted_module = scripted.layers[0].shims[0]._model
+    assert isinstance(scripted_module, torch.jit.ScriptModule)
+    for a, b in zip(scripted.predict(docs), expected):
+        numpy.testing.assert_allclose(a, b, atol=1e-4)
+    # Scripted modules train too.
+    Y, backprop = scripted.begin_update(docs)
+    backprop([scripted.ops.alloc2f(*y.shape) + 1.0 for y in Y])
+    assert scripted_module.embed.table.weight.grad is not None
+
+
+def test_tok2vec_torchscript_bytes_roundtrip(nlp):
+    model = tok2vec(torchscript=True)
+    assert isinstance(model.layers[0].shims[0]._model, torch.jit.ScriptModule)
+    docs = make_docs(nlp, [7, 20])
+    expected = model.predict(docs)
+    fresh = tok2vec(torchscript=True).from_bytes(model.to_bytes())
+    for a, b in zip(fresh.predict(docs), expected):
+        numpy.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_mixed_precision_on_cpu_is_turned_off_with_a_warning(nlp, caplog):
+    with caplog.at_level("WARNING", logger="spacy_encoder"):
+        model = tok2vec(mixed_precision=True, grad_scaler_config={"init_scale": 1024.0})
+    assert "mixed_precision" in caplog.text
+    Y, backprop = model.begin_update(make_docs(nlp, [4]))
+    backprop([model.ops.alloc2f(*y.shape) + 1.0 for y in Y])
