@@ -2,6 +2,7 @@
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
 """
+import io
 import logging
 import warnings
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 from confection import ConfigValidationError
 from spacy.tokens import Doc
-from thinc.api import CupyOps, Model, PyTorchGradScaler, PyTorchWrapper_v2, TorchScriptWrapper_v1, get_current_ops
+from thinc.api import CupyOps, Model, PyTorchGradScaler, PyTorchWrapper_v3, TorchScriptWrapper_v1, get_current_ops
 from thinc.layers.torchscriptwrapper import pytorch_to_torchscript_wrapper
 from thinc.types import Floats2d
 
@@ -128,8 +129,50 @@ def build_transformer_encoder_v1(
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
 
 
+def build_scripted_tok2vec_v1(
+    *,
+    width: int,
+    attrs: List[str],
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+) -> Model[List[Doc], List[Floats2d]]:
+    """A TorchScript tok2vec loaded from a saved pipeline: the graph and weights come
+    from the pipeline's files (written by `spacy-encoder script`), so no Python class
+    is needed to rebuild it. It cannot be initialized from scratch; train
+    `spacy-encoder.TransformerTok2Vec.v1` instead. Arguments as there; they must
+    match the saved module.
+    """
+    with _config_errors("spacy-encoder.ScriptedTok2Vec.v1"):
+        _check_attrs(attrs)
+        if not 1 <= window_stride <= max_length:
+            raise EncoderConfigError("window_stride", window_stride, f"Expected 1 <= window_stride <= max_length ({max_length}).")
+    torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
+    return transformer_tok2vec(
+        torch_layer, attrs=list(attrs), width=width, max_length=max_length, window_stride=window_stride
+    )
+
+
+def build_scripted_encoder_v1(
+    *,
+    width: int,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """The TorchScript counterpart of `spacy-encoder.TransformerEncoder.v1`, loaded
+    from a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`)."""
+    with _config_errors("spacy-encoder.ScriptedEncoder.v1"):
+        if not 1 <= window_stride <= max_length:
+            raise EncoderConfigError("window_stride", window_stride, f"Expected 1 <= window_stride <= max_length ({max_length}).")
+    torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
+    return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
+
+
 def _wrap(
-    module: torch.nn.Module,
+    module: Optional[torch.nn.Module],
     width: int,
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
@@ -146,8 +189,9 @@ def _wrap(
     if mixed_precision:
         grad_scaler = PyTorchGradScaler(enabled=True, **grad_scaler_config)
     if torchscript:
+        # module None: a placeholder that from_bytes fills with the saved graph.
         with quiet_jit():
-            scripted = torch.jit.script(module)
+            scripted = torch.jit.script(module) if module is not None else None
         wrapper = TorchScriptWrapper_v1(
             scripted,
             convert_inputs=convert_inputs,
@@ -156,12 +200,13 @@ def _wrap(
             grad_scaler=grad_scaler,
         )
     else:
-        wrapper = PyTorchWrapper_v2(
+        wrapper = PyTorchWrapper_v3(
             module,
             convert_inputs=convert_inputs,
             convert_outputs=convert_outputs,
             mixed_precision=mixed_precision,
             grad_scaler=grad_scaler,
+            deserialize_model=load_weights_safely,
         )
     wrapper.set_dim("nO", width)
     return wrapper
@@ -181,6 +226,27 @@ def script_encoder(model: Model) -> Model:
             scripted.set_dim("nO", wrapper.get_dim("nO"))
             node.replace_node(wrapper, scripted)
     return model
+
+
+def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "torch.device") -> torch.nn.Module:
+    """Load saved weights with `weights_only=True`: tensors and plain containers only,
+    never arbitrary pickled objects. Anything else fails with a clear error."""
+    try:
+        state = torch.load(io.BytesIO(state_bytes), map_location=device, weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            "spacy-encoder: the encoder weights could not be loaded as a plain state_dict "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). The file is "
+            "corrupted or was not written by spacy-encoder; nothing in it was executed."
+        ) from None
+    try:
+        module.load_state_dict(state)
+    except Exception as err:
+        raise ValueError(
+            "spacy-encoder: the saved encoder weights do not fit the architecture in the "
+            f"config ({str(err).splitlines()[0]}). Was config.cfg edited after saving?"
+        ) from None
+    return module.to(device)
 
 
 @contextmanager

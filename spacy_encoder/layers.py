@@ -13,6 +13,7 @@ so every token keeps at least (max_length - window_stride) / 2 tokens of context
 both sides wherever the doc allows. Nothing is truncated.
 """
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
 
@@ -23,7 +24,19 @@ from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d, Ints1d
 
+from .pytorch.windows import doc_windows
+
 logger = logging.getLogger("spacy_encoder")
+
+
+def _one_thread_after_fork() -> None:
+    # torch's OpenMP pool does not survive fork: a forked worker that runs a parallel
+    # op hangs (nlp.pipe(n_process=2), spaCy#6662). One intra-op thread per worker
+    # avoids the pool; the workers themselves are the parallelism.
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 # Buckets: a new padded batch is started when the current one would hold more than
 # BUCKET_TOKENS positions, or when more than MAX_PADDING of it would be padding.
@@ -52,25 +65,6 @@ class WindowPlan:
     buckets: List[Tuple[int, int, int]]
     gather: numpy.ndarray
     source: numpy.ndarray
-
-
-def doc_windows(n_tokens: int, max_length: int, stride: int) -> List[Tuple[int, int, int, int]]:
-    """Split a doc into windows. Returns (start, length, own_start, own_end) per window,
-    relative to the doc; the windows' owned ranges partition [0, n_tokens)."""
-    if n_tokens == 0:
-        return []
-    if n_tokens <= max_length:
-        return [(0, n_tokens, 0, n_tokens)]
-    starts = list(range(0, n_tokens - max_length + 1, stride))
-    if starts[-1] + max_length < n_tokens:
-        starts.append(n_tokens - max_length)
-    windows = []
-    for i, start in enumerate(starts):
-        # Hand over to the next window in the middle of the overlap.
-        own_start = 0 if i == 0 else windows[-1][3]
-        own_end = n_tokens if i == len(starts) - 1 else (starts[i + 1] + start + max_length) // 2
-        windows.append((start, max_length, own_start, own_end))
-    return windows
 
 
 def plan_windows(doc_lengths: Sequence[int], max_length: int, stride: int) -> WindowPlan:

@@ -4,9 +4,11 @@ from .block import EncoderLayer, FeedForward
 from .config import POSITION_KINDS, EmbedConfig, EncoderConfig, EncoderConfigError
 from .embeddings import HashEmbed
 from .encoder import TransformerEncoder, Tok2VecEncoder
+from .windows import DocEncoder, doc_windows
 
 __all__ = [
     "POSITION_KINDS",
+    "DocEncoder",
     "EmbedConfig",
     "EncoderConfig",
     "EncoderConfigError",
@@ -16,5 +18,6 @@ __all__ = [
     "SelfAttention",
     "Tok2VecEncoder",
     "TransformerEncoder",
+    "doc_windows",
     "keep_mask",
 ]

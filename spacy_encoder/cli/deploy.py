@@ -1,0 +1,41 @@
+"""`spacy-encoder script` and `spacy-encoder export`."""
+from pathlib import Path
+
+import typer
+from wasabi import msg
+
+from . import app
+
+
+@app.command("script")
+def script_command(
+    model_path: Path = typer.Argument(..., help="Trained pipeline directory (or package path)", exists=True),
+    output_path: Path = typer.Argument(..., help="Directory for the scripted pipeline"),
+) -> None:
+    """Turn a trained pipeline into one whose encoder runs as TorchScript."""
+    from ..deploy import DeployError, script_pipeline
+
+    try:
+        components = script_pipeline(model_path, output_path)
+    except DeployError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Scripted the encoder of {', '.join(components)}; saved to {output_path}")
+    msg.text(f"Load it with spacy.load('{output_path}'). A TorchScript graph is code: load only pipelines you trust.")
+
+
+@app.command("export")
+def export_command(
+    model_path: Path = typer.Argument(..., help="Trained pipeline directory (or package path)", exists=True),
+    output: Path = typer.Argument(..., help="Output file, e.g. encoder.pt (its description goes to <output>.json)"),
+    component: str = typer.Option("tok2vec", "--component", "-c", help="Component holding the encoder"),
+    fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript (torch.jit) or export (torch.export)"),
+) -> None:
+    """Write a trained encoder as a standalone file: feature ids in, vectors out."""
+    from ..deploy import DeployError, description_path, export_encoder
+
+    try:
+        description = export_encoder(model_path, output, component=component, fmt=fmt)
+    except DeployError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Wrote {output} ({fmt}) and {description_path(output)}")
+    msg.text(f"inputs: {description['inputs']}; attrs: {description['attrs']}")

@@ -1,0 +1,150 @@
+"""Deployment: pipelines whose encoder runs as TorchScript, and standalone exports.
+
+`script_pipeline` rewrites a trained pipeline so that its encoder is a TorchScript
+graph saved in the pipeline's files and its config names the `Scripted*`
+architectures, which rebuild no Python module. `export_encoder` writes one encoder as
+a file that plain torch can run, with a JSON description of its inputs.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import spacy
+import torch
+from spacy.language import Language
+from spacy.util import load_config
+from thinc.api import Model
+
+from . import __version__
+from .architectures import quiet_jit, script_encoder
+from .pytorch import DocEncoder
+
+SCRIPTED = {
+    "spacy-encoder.TransformerTok2Vec.v1": (
+        "spacy-encoder.ScriptedTok2Vec.v1",
+        ["width", "attrs", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
+    "spacy-encoder.TransformerEncoder.v1": (
+        "spacy-encoder.ScriptedEncoder.v1",
+        ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
+}
+ENCODER_NODES = ("spacy-encoder.tok2vec", "spacy-encoder.encoder")
+
+
+class DeployError(ValueError):
+    """The pipeline cannot be scripted or exported as asked."""
+
+
+def encoder_nodes(nlp: Language) -> Iterator[Tuple[str, Model]]:
+    """(component name, model node) for each of our encoders in the pipeline."""
+    for name, component in nlp.components:
+        model = getattr(component, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            if node.name in ENCODER_NODES:
+                yield name, node
+
+
+def _scripted_config(section: Any) -> Tuple[Any, int]:
+    """The config with every eager encoder section replaced by its scripted twin."""
+    if not isinstance(section, dict):
+        return section, 0
+    architecture = section.get("@architectures")
+    if architecture in SCRIPTED:
+        scripted_name, keep = SCRIPTED[architecture]
+        return {"@architectures": scripted_name, **{k: section[k] for k in keep}}, 1
+    count = 0
+    out = {}
+    for key, value in section.items():
+        out[key], n = _scripted_config(value)
+        count += n
+    return out, count
+
+
+def script_pipeline(model_path: Path, output_path: Path) -> List[str]:
+    """Write a copy of the pipeline at `model_path` whose encoders run as TorchScript.
+    Returns the names of the components whose encoder was scripted."""
+    nlp = spacy.load(model_path)
+    scripted = sorted({name for name, _ in encoder_nodes(nlp)})
+    if not scripted:
+        raise DeployError(f"{model_path}: no spacy-encoder architecture in this pipeline.")
+    for name, component in nlp.components:
+        if name in scripted:
+            script_encoder(component.model)
+    nlp.to_disk(output_path)
+    config_path = output_path / "config.cfg"
+    config = load_config(config_path, interpolate=False)
+    components, n_sections = _scripted_config(dict(config["components"]))
+    if n_sections == 0:
+        raise DeployError(f"{model_path}: config.cfg has no eager spacy-encoder section to rewrite.")
+    config["components"] = components
+    config.to_disk(config_path)
+    return scripted
+
+
+def description_path(output: Path) -> Path:
+    """Where the JSON description of an exported encoder goes: `<output>.json`."""
+    return output.with_name(output.name + ".json")
+
+
+def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) -> Dict[str, Any]:
+    """Write the encoder of `component` to `output` (TorchScript or torch.export) and
+    its description to `<output>.json`. Returns the description."""
+    nlp = spacy.load(model_path)
+    nodes = [node for name, node in encoder_nodes(nlp) if name == component and node.name == "spacy-encoder.tok2vec"]
+    if not nodes:
+        found = sorted({name for name, node in encoder_nodes(nlp) if node.name == "spacy-encoder.tok2vec"})
+        raise DeployError(
+            f"{model_path}: component '{component}' has no spacy-encoder tok2vec; "
+            f"components with one: {', '.join(found) or 'none'}."
+        )
+    node = nodes[0]
+    module = node.layers[0].shims[0]._model.eval()
+    attrs = node.attrs
+    description: Dict[str, Any] = {
+        "format": fmt,
+        "spacy_encoder_version": __version__,
+        "component": component,
+        "attrs": attrs["attrs"],
+        "width": node.get_dim("nO"),
+        "max_length": attrs["max_length"],
+        "window_stride": attrs["window_stride"],
+        "feature_ids": (
+            "doc.to_array(attrs): spaCy's uint64 attribute ids, reinterpreted (numpy .view) "
+            "as int64; hashing into the embedding tables happens inside the module"
+        ),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "torchscript":
+        with quiet_jit():
+            scripted = torch.jit.script(DocEncoder(module, attrs["max_length"], attrs["window_stride"]))
+            torch.jit.save(scripted, str(output))
+        description["inputs"] = {"ids": "(n_tokens, n_attrs) int64, one doc"}
+        description["output"] = "(n_tokens, width) float32; long docs are windowed and stitched inside"
+    elif fmt == "export":
+        if isinstance(module, torch.jit.ScriptModule):
+            raise DeployError(f"{model_path}: the encoder is already TorchScript; export the eager pipeline.")
+        example = (torch.zeros((2, 4, len(attrs["attrs"])), dtype=torch.int64), torch.tensor([4, 2]))
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        seq = torch.export.Dim("seq", min=1, max=attrs["max_length"])
+        program = torch.export.export(
+            module, example, dynamic_shapes={"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
+        )
+        torch.export.save(program, str(output))
+        description["inputs"] = {
+            "ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded",
+            "lengths": "(batch,) int64, real tokens per row",
+        }
+        description["output"] = "(batch, seq, width) float32; padding rows are zero"
+        description["windows"] = (
+            "docs longer than max_length: windows of max_length tokens starting every window_stride "
+            "tokens, the last aligned to the doc's end; window i owns the tokens from the previous "
+            "window's hand-over point up to (start[i+1] + start[i] + max_length) // 2 (the doc's end "
+            "for the last window)"
+        )
+    else:
+        raise DeployError(f"Unknown format {fmt!r}: expected 'torchscript' or 'export'.")
+    description_path(output).write_text(json.dumps(description, indent=2) + "\n", encoding="utf8")
+    return description

@@ -1,0 +1,220 @@
+"""Deployment: scripted pipelines, standalone exports, multi-process inference, safe loading.
+
+Parity is checked on real text: WikiGold (shipped in corpus/) always, CoNLL-03 where
+../shared/corpora has it. The encoder's window is shrunk to 32 tokens so that real
+documents are longer than it and the window stitching is exercised.
+"""
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+import srsly
+import torch
+from spacy.training import Example
+
+from spacy_encoder.deploy import description_path, export_encoder, script_pipeline
+from spacy_encoder.pytorch import Tok2VecEncoder
+
+from .conftest import REPO, shared_corpus
+from .test_training import NER_DATA, nlp_from_config, train
+
+SMALL = dict(width=64, depth=2, n_heads=4, ff_width=128, max_length=32, window_stride=24)
+
+
+def column_docs(path: Path, limit: int):
+    """Token texts of the first `limit` sentences of a CoNLL-style column file, joined
+    in groups of 10 sentences (so some docs are longer than the window)."""
+    sents, words = [], []
+    for line in path.read_text(encoding="utf8").splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if words:
+                sents.append(words)
+                words = []
+            if len(sents) >= limit:
+                break
+            continue
+        words.append(parts[0])
+    return [" ".join(w for s in sents[i : i + 10] for w in s) for i in range(0, len(sents), 10)]
+
+
+def real_texts(source: str):
+    if source == "wikigold":
+        return column_docs(REPO / "corpus" / "wikigold" / "wikigold.conll.txt", 40)
+    return column_docs(shared_corpus("conll2003", "test.txt"), 40)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    nlp = nlp_from_config("ner", **SMALL)
+    exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    train(nlp, exs, 15)
+    path = tmp_path_factory.mktemp("deploy") / "eager"
+    nlp.to_disk(path)
+    return path
+
+
+def outputs(nlp, texts):
+    docs = list(nlp.pipe(texts))
+    return [d.tensor for d in docs], [[(e.start, e.end, e.label_) for e in d.ents] for d in docs]
+
+
+@pytest.mark.parametrize("source", ["wikigold", "conll2003"])
+def test_script_pipeline_equals_eager(trained, tmp_path, source, monkeypatch):
+    texts = real_texts(source)
+    assert max(len(t.split()) for t in texts) > SMALL["max_length"]
+    eager_tensors, eager_ents = outputs(spacy.load(trained), texts)
+    assert script_pipeline(trained, tmp_path / "scripted") == ["tok2vec"]
+    config = spacy.util.load_config(tmp_path / "scripted" / "config.cfg")
+    assert config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.ScriptedTok2Vec.v1"
+
+    def no_python_module(*args, **kwargs):
+        raise AssertionError("loading a scripted pipeline must not build the torch module in Python")
+
+    monkeypatch.setattr(Tok2VecEncoder, "__init__", no_python_module)
+    scripted = spacy.load(tmp_path / "scripted")
+    assert isinstance(scripted.get_pipe("tok2vec").model.layers[0].shims[0]._model, torch.jit.ScriptModule)
+    tensors, ents = outputs(scripted, texts)
+    for a, b in zip(tensors, eager_tensors):
+        numpy.testing.assert_allclose(a, b, atol=1e-4)
+    assert ents == eager_ents
+
+
+def test_scripted_pipeline_trains_further(trained, tmp_path):
+    script_pipeline(trained, tmp_path / "scripted")
+    nlp = spacy.load(tmp_path / "scripted")
+    text = NER_DATA[0][0]
+    before = nlp(text).tensor.copy()
+    optimizer = nlp.resume_training()
+    exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    for _ in range(3):
+        nlp.update(exs, sgd=optimizer)
+    after = nlp(text).tensor
+    assert not numpy.allclose(before, after)
+    nlp.to_disk(tmp_path / "further")
+    numpy.testing.assert_allclose(spacy.load(tmp_path / "further")(text).tensor, after, atol=1e-5)
+
+
+STANDALONE = r'''
+import json, sys
+import numpy, spacy, torch
+model_path, description_path, texts_path, out_path = sys.argv[1:]
+info = json.load(open(description_path))
+nlp = spacy.blank("en")
+texts = json.load(open(texts_path))
+if info["format"] == "torchscript":
+    encoder = torch.jit.load(model_path)
+else:
+    encoder = torch.export.load(model_path).module()
+
+def windows(n, max_length, stride):
+    if n <= max_length:
+        return [(0, n, 0, n)] if n else []
+    starts = list(range(0, n - max_length, stride)) + [n - max_length]
+    out, own_start = [], 0
+    for i, s in enumerate(starts):
+        own_end = n if i == len(starts) - 1 else (starts[i + 1] + s + max_length) // 2
+        out.append((s, max_length, own_start, own_end))
+        own_start = own_end
+    return out
+
+results = {}
+with torch.no_grad():
+    for i, text in enumerate(texts):
+        doc = nlp.make_doc(text)
+        ids = torch.from_numpy(doc.to_array(info["attrs"]).astype("uint64").view("int64").reshape(len(doc), len(info["attrs"])))
+        if info["format"] == "torchscript":
+            vectors = encoder(ids)
+        else:
+            parts = []
+            for start, length, own_start, own_end in windows(len(doc), info["max_length"], info["window_stride"]):
+                hidden = encoder(ids[start:start + length].unsqueeze(0), torch.tensor([length]))[0]
+                parts.append(hidden[own_start - start:own_end - start])
+            vectors = torch.cat(parts) if parts else torch.zeros((0, info["width"]))
+        results[str(i)] = vectors.numpy()
+numpy.savez(out_path, **results)
+assert "spacy_encoder" not in sys.modules, "the standalone path imported spacy_encoder"
+'''
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "export"])
+@pytest.mark.parametrize("source", ["wikigold", "conll2003"])
+def test_export_reproduces_doc_tensor_without_spacy_encoder(trained, tmp_path, fmt, source):
+    texts = real_texts(source) + ["", "word"]
+    expected, _ = outputs(spacy.load(trained), texts)
+    model_file = tmp_path / ("encoder.pt" if fmt == "torchscript" else "encoder.pt2")
+    description = export_encoder(trained, model_file, component="tok2vec", fmt=fmt)
+    assert json.loads(description_path(model_file).read_text())["attrs"] == description["attrs"]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    script = tmp_path / "standalone.py"
+    script.write_text(STANDALONE)
+    subprocess.run(
+        [sys.executable, "-W", "ignore", str(script), str(model_file), str(description_path(model_file)),
+         str(tmp_path / "texts.json"), str(tmp_path / "out.npz")],
+        check=True, cwd=tmp_path,
+    )
+    got = numpy.load(tmp_path / "out.npz")
+    for i, tensor in enumerate(expected):
+        numpy.testing.assert_allclose(got[str(i)], tensor, atol=1e-4)
+
+
+def test_pipe_with_two_processes_equals_one(trained):
+    nlp = spacy.load(trained)
+    texts = real_texts("wikigold") * 3
+    one = [(d.tensor, [e.text for e in d.ents]) for d in nlp.pipe(texts, n_process=1)]
+    two = [(d.tensor, [e.text for e in d.ents]) for d in nlp.pipe(texts, n_process=2, batch_size=4)]
+    assert len(one) == len(two)
+    for (t1, e1), (t2, e2) in zip(one, two):
+        numpy.testing.assert_allclose(t1, t2, atol=1e-5)
+        assert e1 == e2
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_weights_fail_safely(trained, tmp_path):
+    import shutil
+
+    path = tmp_path / "evil"
+    shutil.copytree(trained, path)
+    marker = tmp_path / "pwned"
+    model_file = path / "tok2vec" / "model"
+    msg = srsly.msgpack_loads(model_file.read_bytes())
+    evil = io.BytesIO()
+    torch.save({"weights": _Payload(str(marker))}, evil)
+    for node_shims in msg["shims"]:
+        for i, shim_bytes in enumerate(node_shims):
+            shim = srsly.msgpack_loads(shim_bytes)
+            shim["state"] = evil.getvalue()
+            node_shims[i] = srsly.msgpack_dumps(shim)
+    model_file.write_bytes(srsly.msgpack_dumps(msg))
+    with pytest.raises(ValueError, match="could not be loaded as a plain state_dict"):
+        spacy.load(path)
+    assert not marker.exists(), "the pickle payload ran"
+
+
+def test_truncated_weights_fail_with_a_clear_error(trained, tmp_path):
+    import shutil
+
+    path = tmp_path / "truncated"
+    shutil.copytree(trained, path)
+    model_file = path / "tok2vec" / "model"
+    msg = srsly.msgpack_loads(model_file.read_bytes())
+    for node_shims in msg["shims"]:
+        for i, shim_bytes in enumerate(node_shims):
+            shim = srsly.msgpack_loads(shim_bytes)
+            shim["state"] = shim["state"][: len(shim["state"]) // 2]
+            node_shims[i] = srsly.msgpack_dumps(shim)
+    model_file.write_bytes(srsly.msgpack_dumps(msg))
+    with pytest.raises(ValueError, match="corrupted"):
+        spacy.load(path)
