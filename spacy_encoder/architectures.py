@@ -11,11 +11,10 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 from confection import ConfigValidationError
 from spacy.tokens import Doc
-from thinc.api import CupyOps, Model, PyTorchGradScaler, PyTorchWrapper_v3, TorchScriptWrapper_v1, get_current_ops
-from thinc.layers.torchscriptwrapper import pytorch_to_torchscript_wrapper
+from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
-from .layers import convert_inputs, convert_outputs, transformer_encoder, transformer_tok2vec
+from .layers import torch_layer, transformer_encoder, transformer_tok2vec
 from .pytorch import EmbedConfig, EncoderConfig, EncoderConfigError, Tok2VecEncoder, TransformerEncoder
 
 logger = logging.getLogger("spacy_encoder")
@@ -192,18 +191,11 @@ def _wrap(
         # module None: a placeholder that from_bytes fills with the saved graph.
         with quiet_jit():
             scripted = torch.jit.script(module) if module is not None else None
-        wrapper = TorchScriptWrapper_v1(
-            scripted,
-            convert_inputs=convert_inputs,
-            convert_outputs=convert_outputs,
-            mixed_precision=mixed_precision,
-            grad_scaler=grad_scaler,
-        )
+        wrapper = torch_layer(scripted, scripted=True, mixed_precision=mixed_precision, grad_scaler=grad_scaler)
     else:
-        wrapper = PyTorchWrapper_v3(
+        wrapper = torch_layer(
             module,
-            convert_inputs=convert_inputs,
-            convert_outputs=convert_outputs,
+            scripted=False,
             mixed_precision=mixed_precision,
             grad_scaler=grad_scaler,
             deserialize_model=load_weights_safely,
@@ -221,8 +213,12 @@ def script_encoder(model: Model) -> Model:
             wrapper = node.layers[0]
             if wrapper.name == "pytorch_script":
                 continue
+            shim = wrapper.shims[0]
             with quiet_jit():
-                scripted = pytorch_to_torchscript_wrapper(wrapper)
+                module = torch.jit.script(shim._model)
+            scripted = torch_layer(
+                module, scripted=True, mixed_precision=shim._mixed_precision, grad_scaler=shim._grad_scaler
+            )
             scripted.set_dim("nO", wrapper.get_dim("nO"))
             node.replace_node(wrapper, scripted)
     return model

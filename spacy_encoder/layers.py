@@ -21,7 +21,8 @@ import numpy
 import torch
 from spacy.attrs import intify_attr
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, TorchScriptShim, torch2xp, xp2torch
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.types import Floats2d, Ints1d
 
 from .pytorch.windows import doc_windows
@@ -170,6 +171,62 @@ def run_windows(
         return dX
 
     return Y, backprop
+
+
+# --- The PyTorch wrapper ---------------------------------------------------------------
+
+
+class _InferencePredict:
+    """Prediction for thinc's torch shims, changed in two ways:
+
+    - `torch.inference_mode()` instead of `no_grad()` (no version counters, less work);
+    - the module is put in eval mode once and left there. Thinc's shim switches it to
+      eval and back to train on every call, so concurrent `nlp()` calls from several
+      threads could run with dropout on. `begin_update` puts it back in train mode.
+    """
+
+    _model: Any
+    _mixed_precision: bool
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        if self._model.training:
+            self._model.eval()
+        with torch.inference_mode(), torch.autocast("cuda", enabled=self._mixed_precision):
+            return self._model(*inputs.args, **inputs.kwargs)
+
+
+class EncoderShim(_InferencePredict, PyTorchShim):
+    pass
+
+
+class ScriptedEncoderShim(_InferencePredict, TorchScriptShim):
+    pass
+
+
+def torch_layer(
+    module: Any,
+    *,
+    scripted: bool,
+    mixed_precision: bool,
+    grad_scaler: Optional[PyTorchGradScaler],
+    deserialize_model: Optional[Callable] = None,
+) -> Model:
+    """Thinc's PyTorch wrapper (same forward, same node names, so saved pipelines are
+    interchangeable) around `module`, with our converters and shims. `scripted`: the
+    module is a ScriptModule, or None as a placeholder that `from_bytes` fills."""
+    if scripted:
+        shim: PyTorchShim = ScriptedEncoderShim(module, mixed_precision=mixed_precision, grad_scaler=grad_scaler)
+    else:
+        shim = EncoderShim(
+            module, mixed_precision=mixed_precision, grad_scaler=grad_scaler, deserialize_model=deserialize_model
+        )
+    return Model(
+        "pytorch_script" if scripted else "pytorch",
+        pytorch_forward,
+        attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs},
+        shims=[shim],
+        dims={"nI": None, "nO": None},
+    )
 
 
 # --- The PyTorch wrapper's converters ------------------------------------------------
