@@ -44,8 +44,8 @@ os.register_at_fork(after_in_child=_one_thread_after_fork)
 # Small buckets cost Python and dispatch overhead, large ones padding and T^2
 # attention; these keep both low for sentence- to paragraph-sized docs.
 BUCKET_TOKENS = 4096
-MIN_BUCKET_TOKENS = 256
-MAX_PADDING = 0.10
+MIN_BUCKET_TOKENS = 128
+MAX_PADDING = 0.05
 
 
 @dataclass

@@ -1,0 +1,218 @@
+"""Speed and memory benchmark: our pipelines against spaCy's CNN pipelines, measured
+in one run.
+
+Every measurement runs in a fresh subprocess (so peak RSS belongs to one pipeline),
+and the pipelines take turns round by round (so drift of a shared machine hits all
+of them alike). Weights are untrained: a trained model costs the same per token.
+"""
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NER_LABELS = ["PER", "ORG", "LOC", "MISC"]
+TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
+
+# name -> (task, how the pipeline is built)
+PIPELINES: Dict[str, Dict[str, Any]] = {
+    "ner-ours": {"task": "ner", "config": "ours"},
+    "ner-ours-torchscript": {"task": "ner", "config": "ours", "torchscript": True},
+    "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
+    "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
+    "textcat-ours": {"task": "textcat", "config": "ours"},
+    "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},
+    "textcat-cnn-efficiency": {"task": "textcat", "config": "efficiency"},
+    "textcat-cnn-accuracy": {"task": "textcat", "config": "accuracy"},
+}
+
+
+def column_texts(path: Path, sents_per_doc: int, limit: Optional[int] = None) -> List[str]:
+    """Texts of a CoNLL column file, `sents_per_doc` sentences per text (tokens joined
+    by spaces, so spaCy's tokenizer gives back about the same tokens)."""
+    sents: List[List[str]] = []
+    words: List[str] = []
+    for line in path.read_text(encoding="utf8").splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if words:
+                sents.append(words)
+            words = []
+            continue
+        words.append(parts[0])
+    if words:
+        sents.append(words)
+    texts = [" ".join(w for s in sents[i : i + sents_per_doc] for w in s) for i in range(0, len(sents), sents_per_doc)]
+    return texts[:limit] if limit else texts
+
+
+def tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
+    """SST-2 sentences (first column, header skipped)."""
+    lines = path.read_text(encoding="utf8").splitlines()[1:]
+    texts = [line.split("\t")[0].strip() for line in lines if line.strip()]
+    return texts[:limit] if limit else texts
+
+
+def build_pipeline(name: str):
+    """An initialized pipeline (untrained weights) for one entry of PIPELINES."""
+    import spacy
+    from spacy.cli.init_config import init_config
+    from spacy.training import Example
+    from spacy.util import load_config
+
+    spec = PIPELINES[name]
+    task = spec["task"]
+    if spec["config"] == "ours":
+        config = load_config(REPO_CONFIGS / f"{task}.cfg", interpolate=True)
+    else:
+        config = init_config(lang="en", pipeline=[task], optimize=spec["config"], gpu=False)
+        # No vectors: the accuracy preset names en_core_web_lg, which we neither have nor use.
+        config["paths"]["vectors"] = None
+        config["initialize"]["vectors"] = None
+        embed = config["components"].get("tok2vec", {}).get("model", {}).get("embed", {})
+        if "include_static_vectors" in embed:
+            embed["include_static_vectors"] = False
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    if task == "ner":
+        examples = [
+            Example.from_dict(nlp.make_doc(f"x {label} y"), {"entities": [(2, 2 + len(label), label)]})
+            for label in NER_LABELS
+        ]
+    else:
+        examples = [
+            Example.from_dict(nlp.make_doc(f"text {label}"), {"cats": {l: float(l == label) for l in TEXTCAT_LABELS}})
+            for label in TEXTCAT_LABELS
+        ]
+    nlp.initialize(lambda: examples)
+    if spec.get("torchscript"):
+        from .architectures import script_encoder
+
+        script_encoder(nlp.get_pipe("tok2vec").model)
+    return nlp
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --- Measurements, each run in its own process by `_child` -----------------------------
+
+
+def measure_inference(name: str, texts: Sequence[str], batch_size: int) -> Dict[str, Any]:
+    nlp = build_pipeline(name)
+    list(nlp.pipe(texts[:64], batch_size=batch_size))  # warm-up: allocator, kernels
+    rss_before = peak_rss_mb()
+    start = time.perf_counter()
+    n_words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
+    seconds = time.perf_counter() - start
+    return {"words": n_words, "seconds": seconds, "wps": n_words / seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before}
+
+
+def measure_training(name: str, texts: Sequence[str], n_steps: int, batch_words: int) -> Dict[str, Any]:
+    """nlp.update on batches of about `batch_words` words with silver annotations
+    (every capitalised token an entity / alternating cats): cost, not accuracy."""
+    from spacy.training import Example
+    from spacy.training.batchers import minibatch_by_words
+
+    nlp = build_pipeline(name)
+    task = PIPELINES[name]["task"]
+    examples = []
+    for i, text in enumerate(texts):
+        doc = nlp.make_doc(text)
+        if task == "ner":
+            ents = [(t.idx, t.idx + len(t), NER_LABELS[t.i % 4]) for t in doc if t.is_title]
+            examples.append(Example.from_dict(doc, {"entities": ents}))
+        else:
+            label = TEXTCAT_LABELS[i % 2]
+            examples.append(Example.from_dict(doc, {"cats": {l: float(l == label) for l in TEXTCAT_LABELS}}))
+    optimizer = nlp.resume_training()
+    batches = [b for b in minibatch_by_words(examples, size=batch_words) if b]
+    words = 0
+    seconds = 0.0
+    for step in range(n_steps + 2):
+        batch = batches[step % len(batches)]
+        start = time.perf_counter()
+        nlp.update(batch, sgd=optimizer, losses={})
+        if step >= 2:  # the first steps pay for allocation and kernel set-up
+            seconds += time.perf_counter() - start
+            words += sum(len(eg) for eg in batch)
+    return {"words": words, "seconds": seconds, "wps": words / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def measure_doc_length(name: str, n_tokens: int, repeats: int) -> Dict[str, Any]:
+    """Time and memory of the tok2vec on single docs of `n_tokens` tokens."""
+    nlp = build_pipeline(name)
+    words = "The European Commission said on Thursday it disagreed with German advice .".split()
+    text = " ".join(words[i % len(words)] for i in range(n_tokens))
+    tok2vec = nlp.get_pipe("tok2vec")
+    tok2vec(nlp.make_doc(" ".join(words * 10)))  # warm-up
+    times = []
+    for _ in range(repeats):
+        doc = nlp.make_doc(text)
+        start = time.perf_counter()
+        tok2vec(doc)
+        times.append(time.perf_counter() - start)
+    return {"tokens": len(doc), "seconds": median(times), "peak_rss_mb": peak_rss_mb()}
+
+
+def padding_waste(texts: Sequence[str], batcher: str) -> Dict[str, float]:
+    """Padded positions / real tokens - 1 over spaCy's batching, with our length
+    buckets and with one pad-to-longest batch (what a plain padded wrapper does)."""
+    import spacy
+    from spacy.util import minibatch, registry
+
+    from .layers import plan_windows
+
+    nlp = spacy.blank("en")
+    lengths = [len(nlp.make_doc(t)) for t in texts]
+    if batcher == "pipe":  # nlp.pipe(batch_size=256)
+        batches = [lengths[i : i + 256] for i in range(0, len(lengths), 256)]
+    else:  # configs' training batcher: batch_by_words, compounding 100 -> 1000
+        make = registry.batchers.get("spacy.batch_by_words.v1")
+        sizes = registry.schedules.get("compounding.v1")(start=100, stop=1000, compound=1.001)
+        batches = list(make(size=sizes, tolerance=0.2, discard_oversize=False, get_length=int)(lengths))
+        batches = [[int(n) for n in b] for b in batches]
+    config = {"max_length": 256, "window_stride": 192}
+    real = bucketed = naive = 0
+    for batch in batches:
+        plan = plan_windows(batch, config["max_length"], config["window_stride"])
+        real += sum(batch)
+        bucketed += sum((end - first) * width for first, end, width in plan.buckets)
+        naive += len(plan.lengths) * (int(plan.lengths.max()) if len(plan.lengths) else 0)
+    return {"bucketed": bucketed / real - 1.0, "pad_to_longest": naive / real - 1.0, "batches": len(batches)}
+
+
+def _child(kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    code = (
+        "import json, sys, warnings\n"
+        "warnings.filterwarnings('ignore', message=r'`torch\\.jit\\.\\w+` is deprecated')\n"
+        "from spacy_encoder import bench\n"
+        "args = json.loads(sys.stdin.read())\n"
+        f"print(json.dumps(bench.{kind}(**args)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(args), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind}({args.get('name')}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def interleaved(kind: str, names: Iterable[str], rounds: int, args: Dict[str, Any], log) -> Dict[str, Dict[str, Any]]:
+    """Run `kind` for each pipeline, `rounds` times, rotating the order each round.
+    Returns per pipeline the median words/sec and the largest peak RSS."""
+    names = list(names)
+    runs: Dict[str, List[Dict[str, Any]]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            result = _child(kind, {"name": name, **args})
+            runs[name].append(result)
+            log(f"  round {r + 1}/{rounds} {name}: {result['wps']:,.0f} words/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
+    return {
+        n: {"wps": median(x["wps"] for x in rs), "wps_runs": [round(x["wps"]) for x in rs], "peak_rss_mb": max(x["peak_rss_mb"] for x in rs)}
+        for n, rs in runs.items()
+    }

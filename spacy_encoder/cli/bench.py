@@ -1,0 +1,130 @@
+"""`spacy-encoder bench`: speed and memory against spaCy's CNN pipelines."""
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import typer
+from wasabi import msg
+
+from . import app
+
+DEFAULT_CORPORA = Path("../shared/corpora")
+
+
+@app.command("bench")
+def bench_command(
+    corpora_dir: Path = typer.Option(DEFAULT_CORPORA, "--corpora-dir", help="Folder with conll2003/ and sst2/ (research corpora)"),
+    output_dir: Path = typer.Option(Path("metrics/bench"), "--output-dir", "-o", help="Where results.json and results.md go"),
+    rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds per measurement (median reported)"),
+    n_docs: int = typer.Option(0, "--n-docs", help="Limit the inference texts (0 = all of CoNLL-03 test / SST-2 dev)"),
+    train_steps: int = typer.Option(30, "--train-steps", help="Timed nlp.update steps per training measurement"),
+    skip_training: bool = typer.Option(False, "--skip-training", help="Inference, doc length and padding only"),
+) -> None:
+    """Measure inference and training words/sec, peak RSS, cost against doc length and
+    padding waste, for our NER/textcat pipelines (eager and TorchScript) and spaCy's
+    CNN pipelines (efficiency and accuracy configs, no vectors), interleaved."""
+    from .. import bench
+
+    conll_test = corpora_dir / "conll2003" / "test.txt"
+    conll_train = corpora_dir / "conll2003" / "train.txt"
+    sst2_dev = corpora_dir / "sst2" / "dev.tsv"
+    sst2_train = corpora_dir / "sst2" / "train.tsv"
+    for path in (conll_test, conll_train, sst2_dev, sst2_train):
+        if not path.exists():
+            msg.fail(f"{path} not found: pass --corpora-dir (the folder holding conll2003/ and sst2/).", exits=1)
+    log = msg.text
+    results: Dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "rounds": rounds,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    import torch
+
+    results["machine"]["torch_threads"] = torch.get_num_threads()
+    ner_texts = bench.column_texts(conll_test, 10, n_docs or None)
+    sst2_texts = bench.tsv_texts(sst2_dev, n_docs or None)
+    ner_names = [n for n in bench.PIPELINES if n.startswith("ner-")]
+    textcat_names = [n for n in bench.PIPELINES if n.startswith("textcat-")]
+
+    msg.divider("Inference: nlp.pipe, CoNLL-03 test, 10-sentence docs")
+    results["inference_ner"] = bench.interleaved(
+        "measure_inference", ner_names, rounds, {"texts": ner_texts, "batch_size": 256}, log
+    )
+    msg.divider("Inference: nlp.pipe, SST-2 dev sentences")
+    results["inference_textcat"] = bench.interleaved(
+        "measure_inference", textcat_names, rounds, {"texts": sst2_texts, "batch_size": 256}, log
+    )
+    if not skip_training:
+        train_ner = bench.column_texts(conll_train, 10, 300)
+        train_sst2 = bench.tsv_texts(sst2_train, 20000)
+        eager_ner = [n for n in ner_names if "torchscript" not in n]
+        eager_textcat = [n for n in textcat_names if "torchscript" not in n]
+        msg.divider("Training: nlp.update, ~1,000-word batches")
+        results["training_ner"] = bench.interleaved(
+            "measure_training", eager_ner, rounds, {"texts": train_ner, "n_steps": train_steps, "batch_words": 1000}, log
+        )
+        results["training_textcat"] = bench.interleaved(
+            "measure_training", eager_textcat, rounds, {"texts": train_sst2, "n_steps": train_steps, "batch_words": 1000}, log
+        )
+    msg.divider("Cost against doc length (our NER tok2vec, one doc)")
+    lengths: Dict[str, Any] = {}
+    for n_tokens in (1_000, 10_000, 100_000):
+        result = bench._child("measure_doc_length", {"name": "ner-ours", "n_tokens": n_tokens, "repeats": 3})
+        lengths[str(n_tokens)] = result
+        log(f"  {n_tokens:>7,} tokens: {result['seconds']:.3f} s, peak RSS {result['peak_rss_mb']:,.0f} MB")
+    lengths["ratio_100k_vs_100x1k"] = lengths["100000"]["seconds"] / (100 * lengths["1000"]["seconds"])
+    results["doc_length"] = lengths
+    msg.divider("Padding waste (padded positions / real tokens - 1)")
+    results["padding"] = {
+        "conll_train_batch_by_words": bench.padding_waste(bench.column_texts(conll_train, 10), "train"),
+        "conll_test_pipe_256": bench.padding_waste(ner_texts, "pipe"),
+        "sst2_dev_pipe_256": bench.padding_waste(sst2_texts, "pipe"),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf8")
+    table = _markdown(results)
+    (output_dir / "results.md").write_text(table, encoding="utf8")
+    print()
+    print(table)
+    msg.good(f"Wrote {output_dir / 'results.json'} and {output_dir / 'results.md'}")
+
+
+def _markdown(results: Dict[str, Any]) -> str:
+    lines: List[str] = [
+        f"Machine: {results['machine']['cpus']} CPUs, torch threads {results['machine']['torch_threads']}; "
+        f"median of {results['rounds']} interleaved rounds; untrained weights.",
+        "",
+    ]
+    for section, title in (
+        ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)"),
+        ("inference_textcat", "Inference, textcat, SST-2 dev"),
+        ("training_ner", "Training, NER, CoNLL-03 train"),
+        ("training_textcat", "Training, textcat, SST-2 train"),
+    ):
+        if section not in results:
+            continue
+        rows = results[section]
+        task = section.split("_")[1]
+        eff = rows.get(f"{task}-cnn-efficiency", {}).get("wps")
+        acc = rows.get(f"{task}-cnn-accuracy", {}).get("wps")
+        lines += [f"**{title}**", "", "| pipeline | words/sec | × CNN efficiency | × CNN accuracy | peak RSS MB |", "|---|---|---|---|---|"]
+        for name, row in rows.items():
+            lines.append(
+                f"| {name} | {row['wps']:,.0f} | {row['wps'] / eff:.2f} | {row['wps'] / acc:.2f} | {row['peak_rss_mb']:,.0f} |"
+            )
+        eager, scripted = rows.get(f"{task}-ours", {}).get("wps"), rows.get(f"{task}-ours-torchscript", {}).get("wps")
+        if eager and scripted:
+            lines.append(f"\nTorchScript / eager: {scripted / eager:.2f}")
+        lines.append("")
+    lengths = results["doc_length"]
+    lines += ["**One doc through our NER tok2vec**", "", "| tokens | seconds | peak RSS MB |", "|---|---|---|"]
+    for key in ("1000", "10000", "100000"):
+        lines.append(f"| {int(key):,} | {lengths[key]['seconds']:.3f} | {lengths[key]['peak_rss_mb']:,.0f} |")
+    lines += [f"\n100k-token doc / (100 × 1k-token doc): {lengths['ratio_100k_vs_100x1k']:.2f}", ""]
+    lines += ["**Padding waste** (padded positions / real tokens − 1)", "", "| batches | ours (length buckets) | pad to longest |", "|---|---|---|"]
+    for key, row in results["padding"].items():
+        lines.append(f"| {key} ({row['batches']} batches) | {row['bucketed']:.1%} | {row['pad_to_longest']:.1%} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,141 @@
+"""Inspection commands: attention heatmaps, a stage-by-stage trace of one text, and
+training curves from a spaCy log file.
+
+MODEL is anything `spacy.load` takes: a pipeline directory or an installed package
+name. The work is done by `spacy_encoder.inspect`; pictures need the `viz` extra
+(matplotlib), imported only when a picture is drawn.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy
+import typer
+from wasabi import msg
+
+from .. import inspect as insp
+from . import app
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Pipeline directory or installed package name (anything spacy.load takes).")]
+Text = Annotated[str, typer.Argument(metavar="TEXT", help="The text to run through the pipeline.")]
+Component = Annotated[
+    Optional[str],
+    typer.Option("--component", "-c", help="Component holding the spacy-encoder tok2vec (default: the first that has one)."),
+]
+Dpi = Annotated[int, typer.Option("--dpi", min=20, help="Resolution of the PNG.")]
+TRACE_TOLERANCE = 1e-4
+
+
+@contextmanager
+def _fail_cleanly() -> Iterator[None]:
+    """A missing model, a bad index, a missing extra: say what, exit 1."""
+    try:
+        yield
+    except (insp.MissingExtraError, insp.InspectError, OSError) as err:
+        msg.fail(str(err))
+        raise typer.Exit(1) from None
+
+
+def _load(model: str):
+    import spacy
+
+    try:
+        return spacy.load(model)
+    except OSError as err:
+        raise insp.InspectError(f"Cannot load '{model}' (a pipeline directory or an installed package): {err}") from None
+
+
+@app.command("attention")
+def attention(
+    model: ModelArg,
+    text: Text,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("attention.png"),
+    layer: Annotated[int, typer.Option("--layer", "-l", help="Encoder layer, 1-based; -1 is the last.")] = -1,
+    head: Annotated[Optional[int], typer.Option("--head", help="One head, 1-based (default: a grid of all heads).")] = None,
+    token: Annotated[int, typer.Option("--token", "-t", help="Doc index of a token; a doc longer than max_length shows the window that holds it.")] = 0,
+    component: Component = None,
+    dpi: Dpi = 100,
+) -> None:
+    """Heatmaps of the trained model's attention weights over the tokens of TEXT."""
+    with _fail_cleanly():
+        insp.require_matplotlib()  # before the model loads
+        nlp = _load(model)
+        name, node = insp.find_tok2vec(nlp, component)
+        doc = insp.doc_for(nlp, text, name)
+        inspection = insp.inspect_window(node, doc, token=token, component=name)
+        outlined = token % len(doc) if len(inspection.windows) > 1 else None
+        path = insp.plot_attention(
+            inspection, output, layer=layer, head=head, title=Path(model).name, dpi=dpi, token=outlined
+        )
+    span = f"tokens {inspection.start}-{inspection.end - 1} of {inspection.n_doc_tokens}"
+    what = "all heads" if head is None else f"head {head}"
+    msg.good(f"{path}: {what} of layer {layer if layer > 0 else inspection.depth + layer + 1} ({span})")
+
+
+@app.command("trace")
+def trace(model: ModelArg, text: Text, component: Component = None) -> None:
+    """Print each stage of TEXT through the encoder and check the output against doc.tensor."""
+    with _fail_cleanly():
+        nlp = _load(model)
+        name, node = insp.find_tok2vec(nlp, component)
+        tok2vec_doc = insp.doc_for(nlp, text, name)
+        inspection = insp.inspect_doc(node, tok2vec_doc, component=name)
+        doc = nlp(text)
+        fast, source = insp.fast_path_output(doc, node, tok2vec_doc, name)
+    n, n_features = inspection.ids.shape
+    width = inspection.output.shape[1]
+    msg.divider(f"{Path(model).name}: {name} ({insp.TOK2VEC_NODE})")
+    windows = len(inspection.windows)
+    msg.text(
+        f"{n} token{'s' if n != 1 else ''}, {windows} window{'s' if windows != 1 else ''} "
+        f"(max_length {inspection.max_length}, window_stride {inspection.window_stride}); "
+        "mean and std over all numbers; values: token 0's first 3"
+    )
+    msg.text(f"input stage: {insp.input_stage_description(node)}")
+    shown = " ".join(insp.token_label(t) for t in inspection.tokens[:12]) + (" ..." if n > 12 else "")
+    strings = insp.feature_strings(nlp, inspection.ids[0])
+    rows = [
+        ("tokens", f"({n},)", "", "", shown),
+        (
+            f"feature ids ({', '.join(inspection.attrs)})",
+            f"({n}, {n_features})",
+            "",
+            "",
+            " ".join(f"{a}={s!r}" for a, s in zip(inspection.attrs, strings)),
+        ),
+    ]
+    for stage, array in inspection.stages:
+        shape, mean, std, first = insp.describe_array(array)
+        rows.append((stage, shape, mean, std, first))
+    shape, mean, std, first = insp.describe_array(fast)
+    rows.append((f"output vectors ({source})", shape, mean, std, first))
+    msg.table(rows, header=("stage", "shape", "mean", "std", "values (token 0)"), divider=True, aligns=("l", "l", "r", "r", "l"), max_col=80)
+    heads = insp.head_summaries(nlp, doc, name, n, width)
+    if heads:
+        msg.table(heads, header=("head", "reads", "wrote"), divider=True, max_col=100)
+    same_shape = fast.shape == inspection.output.shape
+    diff = float(numpy.abs(fast - inspection.output).max()) if same_shape and fast.size else 0.0
+    check = f"last stage vs {source}: shape {inspection.output.shape} vs {fast.shape}, max |diff| {diff:.2e}"
+    if same_shape and diff <= TRACE_TOLERANCE:
+        msg.good(f"{check} <= {TRACE_TOLERANCE:g}")
+    else:
+        msg.fail(f"{check}: the explicit path and the fast path disagree")
+        raise typer.Exit(1)
+
+
+@app.command("plot-training")
+def plot_training(
+    train_output: Annotated[Path, typer.Argument(metavar="TRAIN_OUTPUT", help="The log file of spacy train --paths.log FILE, or a directory holding log.jsonl.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("curves.png"),
+    dpi: Dpi = 100,
+) -> None:
+    """Training loss per component and dev scores against the step, from spaCy's ConsoleLogger.v3 log."""
+    with _fail_cleanly():
+        insp.require_matplotlib()
+        log = insp.resolve_log(train_output)
+        records = insp.read_training_log(log)
+        path = insp.plot_training(records, output, title=str(log), dpi=dpi)
+    msg.good(f"{path}: {len(records)} evaluations, steps {records[0]['step']} to {records[-1]['step']}")
