@@ -52,8 +52,8 @@ def build_transformer_tok2vec_v1(
     rows (List[int]): Hash-table rows per attribute. Recommended: [5000, 1000, 2500, 2500].
     n_hashes (int): Hashed rows summed per feature id (1-4). Recommended: 2.
     positions (str): "rotary", "sinusoidal", "learned" or "none". Recommended: "rotary".
-    local_window (int): Kernel size of a residual convolution before the attention layers;
-        0 turns it off. Recommended: 3.
+    local_window (int): Kernel size of the residual convolutions before the first layer
+        and first in each layer (local n-gram context); 0 turns them off. Recommended: 3.
     norm_first (bool): Pre-norm (true) or post-norm (false). Recommended: true.
     dropout (float): Dropout inside the encoder. spaCy's [training] dropout does not
         reach inside torch modules; set it here. Recommended: 0.1.

@@ -32,8 +32,9 @@ class EncoderConfig:
     n_heads: attention heads; must divide `width`.
     ff_width: hidden size of the feed-forward sub-layer.
     positions: "rotary", "sinusoidal", "learned" or "none".
-    local_window: kernel size of the residual convolution run before the first layer
-        (0 turns it off). Odd, so that the convolution is centred on each token.
+    local_window: kernel size of the residual convolutions run before the first layer
+        and first in every layer (0 turns them off). Odd, so that each is centred on
+        its token.
     norm_first: pre-norm (True) or post-norm (False) residual blocks.
     dropout: dropout inside the torch modules (attention weights, residual branches).
     max_length: the longest sequence the encoder sees at once; longer docs are split

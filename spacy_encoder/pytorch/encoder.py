@@ -2,41 +2,13 @@
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import keep_mask
-from .block import EncoderLayer
+from .block import EncoderLayer, LocalConvolution, NoLocalContext
 from .config import EmbedConfig, EncoderConfig
 from .embeddings import HashEmbed
 from .positions import LearnedPositions, NoPositions, RotaryPositions, SinusoidalPositions
-
-
-class NoLocalContext(nn.Module):
-    def forward(self, x: Tensor, real: Tensor) -> Tensor:
-        return x
-
-
-class LocalConvolution(nn.Module):
-    """A pre-norm residual convolution over neighbouring tokens, run once before the
-    attention layers: cheap local context (what spaCy's CNN is built from).
-
-    :param width: D. :param window: odd kernel size. :param dropout: on the branch.
-    """
-
-    def __init__(self, width: int, window: int, dropout: float) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(width)
-        self.conv = nn.Conv1d(width, width, window, padding=window // 2)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, real: Tensor) -> Tensor:
-        """:param x: (B, T, D). :param real: (B, T, 1), 1.0 on real tokens. :return: (B, T, D)."""
-        # Zero the padding first: otherwise the kernel would read it into the last
-        # real tokens and a doc's vectors would depend on its batch.
-        h = (self.norm(x) * real).transpose(1, 2)  # (B, D, T)
-        h = F.gelu(self.conv(h)).transpose(1, 2)  # (B, T, D)
-        return x + self.dropout(h)
 
 
 class TransformerEncoder(nn.Module):
@@ -63,7 +35,9 @@ class TransformerEncoder(nn.Module):
             self.local = NoLocalContext()
         self.layers = nn.ModuleList(
             [
-                EncoderLayer(width, config.n_heads, config.ff_width, config.dropout, config.norm_first, rotary)
+                EncoderLayer(
+                    width, config.n_heads, config.ff_width, config.dropout, config.norm_first, rotary, config.local_window
+                )
                 for _ in range(config.depth)
             ]
         )
@@ -84,7 +58,7 @@ class TransformerEncoder(nn.Module):
         """
         x, keep, real = self._prepare(x, lengths)
         for layer in self.layers:
-            x = layer(x, keep)
+            x = layer(x, keep, real)
         return self.final_norm(x) * real
 
     @torch.jit.export
@@ -99,7 +73,7 @@ class TransformerEncoder(nn.Module):
         states: List[Tensor] = [x * real]
         weights: List[Tensor] = []
         for layer in self.layers:
-            x, w = layer.forward_with_weights(x, keep)
+            x, w = layer.forward_with_weights(x, keep, real)
             states.append(x * real)
             weights.append(w)
         states[-1] = self.final_norm(x) * real
