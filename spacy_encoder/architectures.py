@@ -240,7 +240,8 @@ def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "to
     except Exception as err:
         raise ValueError(
             "spacy-encoder: the saved encoder weights do not fit the architecture in the "
-            f"config ({str(err).splitlines()[0]}). Was config.cfg edited after saving?"
+            f"config ({' '.join(str(err).split())[:400]}). Was config.cfg edited after saving, "
+            "or the pipeline saved by a different spacy-encoder version?"
         ) from None
     return module.to(device)
 

@@ -6,6 +6,7 @@ and the pipelines take turns round by round (so drift of a shared machine hits a
 of them alike). Weights are untrained: a trained model costs the same per token.
 """
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -195,7 +196,11 @@ def _child(kind: str, args: Dict[str, Any]) -> Dict[str, Any]:
         "args = json.loads(sys.stdin.read())\n"
         f"print(json.dumps(bench.{kind}(**args)))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(args), capture_output=True, text=True)
+    # Passive OpenMP waiting (read by libgomp when torch loads, hence the child's
+    # environment): with the default spin-waiting, torch slows down >10x whenever
+    # another process shares the cores; alone it makes no measurable difference.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(args), capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind}({args.get('name')}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -44,6 +44,7 @@ def bench_command(
     import torch
 
     results["machine"]["torch_threads"] = torch.get_num_threads()
+    results["machine"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     ner_texts = bench.column_texts(conll_test, 10, n_docs or None)
     sst2_texts = bench.tsv_texts(sst2_dev, n_docs or None)
     ner_names = [n for n in bench.PIPELINES if n.startswith("ner-")]
@@ -94,7 +95,8 @@ def bench_command(
 
 def _markdown(results: Dict[str, Any]) -> str:
     lines: List[str] = [
-        f"Machine: {results['machine']['cpus']} CPUs, torch threads {results['machine']['torch_threads']}; "
+        f"Machine: {results['machine']['cpus']} CPUs, torch threads {results['machine']['torch_threads']}, "
+        f"OMP_WAIT_POLICY={results['machine']['OMP_WAIT_POLICY']}; "
         f"median of {results['rounds']} interleaved rounds; untrained weights.",
         "",
     ]
