@@ -10,6 +10,10 @@ app = typer.Typer(
 
 # Importing the modules registers their commands on `app`.
 from . import convert  # noqa: E402,F401
+from . import inspect_cmds  # noqa: E402,F401
+from . import project  # noqa: E402,F401
+from . import deploy  # noqa: E402,F401
+from . import bench  # noqa: E402,F401
 
 
 def main() -> None:
