@@ -130,3 +130,38 @@ def _markdown(results: Dict[str, Any]) -> str:
     for key, row in results["padding"].items():
         lines.append(f"| {key} ({row['batches']} batches) | {row['bucketed']:.1%} | {row['pad_to_longest']:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+@app.command("bench-memory")
+def bench_memory_command(
+    model: str = typer.Argument(..., help="Pipeline folder or installed package name"),
+    n_docs: int = typer.Option(50_000, "--n-docs", help="Short docs to annotate"),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    warmup: int = typer.Option(5_000, "--warmup", help="Docs before the reference RSS is taken"),
+) -> None:
+    """Memory stability: RSS while `nlp.pipe` annotates many short docs. After warm-up
+    the RSS should stay within 10% of its value at the end of warm-up."""
+    import spacy
+
+    from ..bench import current_rss_mb
+
+    nlp = spacy.load(model)
+    words = "The European Commission said on Thursday it disagreed with German advice to consumers".split()
+    texts = (" ".join(words[i % 7 : i % 7 + 3 + i % 9]) for i in range(n_docs))
+    reference = None
+    rows = []
+    for i, _ in enumerate(nlp.pipe(texts, batch_size=batch_size), start=1):
+        if i == warmup:
+            reference = current_rss_mb()
+            rows.append((i, reference, 0.0))
+        elif reference is not None and (i % 5_000 == 0 or i == n_docs):
+            rss = current_rss_mb()
+            rows.append((i, rss, rss / reference - 1.0))
+    if reference is None:
+        msg.fail(f"--warmup ({warmup}) must be below --n-docs ({n_docs}).", exits=1)
+    msg.table([(f"{i:,}", f"{rss:,.1f}", f"{growth:+.1%}") for i, rss, growth in rows], header=("docs", "RSS MB", "vs warm-up"))
+    worst = max(growth for _, _, growth in rows)
+    if worst <= 0.10:
+        msg.good(f"RSS grew at most {worst:+.1%} after warm-up (limit +10%)")
+    else:
+        msg.fail(f"RSS grew {worst:+.1%} after warm-up (limit +10%)", exits=1)
