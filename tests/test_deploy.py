@@ -17,6 +17,7 @@ import srsly
 import torch
 from spacy.training import Example
 
+from spacy_encoder.bench import column_texts
 from spacy_encoder.deploy import description_path, export_encoder, script_pipeline
 from spacy_encoder.pytorch import Tok2VecEncoder
 
@@ -26,27 +27,13 @@ from .test_training import NER_DATA, nlp_from_config, train
 SMALL = dict(width=64, depth=2, n_heads=4, ff_width=128, max_length=32, window_stride=24)
 
 
-def column_docs(path: Path, limit: int):
-    """Token texts of the first `limit` sentences of a CoNLL-style column file, joined
-    in groups of 10 sentences (so some docs are longer than the window)."""
-    sents, words = [], []
-    for line in path.read_text(encoding="utf8").splitlines():
-        parts = line.split()
-        if not parts or parts[0] == "-DOCSTART-":
-            if words:
-                sents.append(words)
-                words = []
-            if len(sents) >= limit:
-                break
-            continue
-        words.append(parts[0])
-    return [" ".join(w for s in sents[i : i + 10] for w in s) for i in range(0, len(sents), 10)]
-
-
 def real_texts(source: str):
     if source == "wikigold":
-        return column_docs(REPO / "corpus" / "wikigold" / "wikigold.conll.txt", 40)
-    return column_docs(shared_corpus("conll2003", "test.txt"), 40)
+        path = REPO / "corpus" / "wikigold" / "wikigold.conll.txt"
+    else:
+        path = shared_corpus("conll2003", "test.txt")
+    # 10 sentences per text, so some texts are longer than the 32-token window.
+    return column_texts(path, 10, limit=4)
 
 
 @pytest.fixture(scope="module")
