@@ -173,7 +173,7 @@ def padding_waste(texts: Sequence[str], batcher: str) -> Dict[str, float]:
     """Padded positions / real tokens - 1 over spaCy's batching, with our length
     buckets and with one pad-to-longest batch (what a plain padded wrapper does)."""
     import spacy
-    from spacy.util import minibatch, registry
+    from spacy.util import registry
 
     from .layers import plan_windows
 

@@ -28,7 +28,6 @@ Concurrency (here):
 Memory stability: `spacy-encoder bench-memory` prints RSS over 50,000 short docs (a
 benchmark, not a timed test).
 """
-import shutil
 import signal
 import subprocess
 import sys
