@@ -13,7 +13,9 @@ Texts through nlp() and nlp.pipe() (here; NER and textcat pipelines):
 Corpus conversion (tests/test_corpora.py::test_broken_input and friends):
  14. non-UTF-8 bytes  15. a truncated last line  16. a missing label column
  17. an unknown label / label id  18. an empty file  19. Windows line endings (handled)
-Configs, rejected when `spacy train` resolves the config (here):
+Configs, rejected when `spacy train` resolves the config, naming the field
+(tests/test_architectures.py::test_bad_settings_fail_at_startup_naming_the_field, and
+::test_spacy_train_reports_bad_setting_without_traceback for the CLI):
  20. a wrong type (width = "wide")        21. width not divisible by n_heads
  22. max_length < window_stride           23. an unknown positional kind
  24. an unknown token attribute           25. rows not matching attrs
@@ -38,10 +40,8 @@ import numpy
 import pytest
 import spacy
 import torch
-from confection import ConfigValidationError
 from spacy.tokens import DocBin
 from spacy.training import Example
-from spacy.util import load_config
 
 from .conftest import REPO
 from .test_training import NER_DATA, TEXTCAT_DATA, nlp_from_config, train
@@ -126,25 +126,6 @@ def test_mixed_precision_gpu_empty_docs_no_nan():
     assert all(numpy.isfinite(v) for v in losses.values())
     for doc in nlp.pipe(["", "Berlin", "   "]):
         assert numpy.isfinite(doc.tensor.get() if hasattr(doc.tensor, "get") else doc.tensor).all()
-
-
-@pytest.mark.parametrize(
-    "setting,value,field",
-    [
-        ("width", "wide", "width"),
-        ("n_heads", 3, "n_heads"),
-        ("window_stride", 512, "window_stride"),
-        ("positions", "relative", "positions"),
-        ("attrs", ["NORM", "NOPE", "SUFFIX", "SHAPE"], "attrs"),
-        ("rows", [5000, 1000], "rows"),
-    ],
-)
-def test_bad_config_is_rejected_at_resolution(setting, value, field):
-    config = load_config(REPO / "configs" / "ner.cfg")
-    config["components"]["tok2vec"]["model"][setting] = value
-    with pytest.raises(ConfigValidationError) as err:
-        spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
-    assert field in str(err.value)
 
 
 def _tiny_corpus(path, n_docs=40):
