@@ -15,6 +15,7 @@ from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
 from .layers import torch_layer, transformer_encoder, transformer_tok2vec
+from .pytorch.config import check_windows
 from .pytorch import EmbedConfig, EncoderConfig, EncoderConfigError, Tok2VecEncoder, TransformerEncoder
 
 logger = logging.getLogger("spacy_encoder")
@@ -145,8 +146,7 @@ def build_scripted_tok2vec_v1(
     """
     with _config_errors("spacy-encoder.ScriptedTok2Vec.v1"):
         _check_attrs(attrs)
-        if not 1 <= window_stride <= max_length:
-            raise EncoderConfigError("window_stride", window_stride, f"Expected 1 <= window_stride <= max_length ({max_length}).")
+        check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_tok2vec(
         torch_layer, attrs=list(attrs), width=width, max_length=max_length, window_stride=window_stride
@@ -164,8 +164,7 @@ def build_scripted_encoder_v1(
     """The TorchScript counterpart of `spacy-encoder.TransformerEncoder.v1`, loaded
     from a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`)."""
     with _config_errors("spacy-encoder.ScriptedEncoder.v1"):
-        if not 1 <= window_stride <= max_length:
-            raise EncoderConfigError("window_stride", window_stride, f"Expected 1 <= window_stride <= max_length ({max_length}).")
+        check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
 

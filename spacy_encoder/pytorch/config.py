@@ -92,15 +92,20 @@ class EncoderConfig:
             fail("norm_first", self.norm_first, "Expected true or false.")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             fail("dropout", self.dropout, "Expected a float in [0, 1).")
-        if self.max_length < 2:
-            fail("max_length", self.max_length, "Expected at least 2.")
-        if not 1 <= self.window_stride <= self.max_length:
-            fail(
-                "window_stride",
-                self.window_stride,
-                f"Expected 1 <= window_stride <= max_length ({self.max_length}); "
-                "windows of a long doc must overlap or touch.",
-            )
+        check_windows(self.max_length, self.window_stride)
+
+
+def check_windows(max_length: int, window_stride: int) -> None:
+    """The window settings, also checked alone where a saved graph replaces the config."""
+    if max_length < 2:
+        raise EncoderConfigError("max_length", max_length, "Expected at least 2.")
+    if not 1 <= window_stride <= max_length:
+        raise EncoderConfigError(
+            "window_stride",
+            window_stride,
+            f"Expected 1 <= window_stride <= max_length ({max_length}); "
+            "windows of a long doc must overlap or touch.",
+        )
 
 
 @dataclass
