@@ -40,6 +40,7 @@ def build_transformer_tok2vec_v1(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
+    feature_dropout: float = 0.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Transformer tok2vec: hashed token features, then a stack of encoder layers,
     all in one torch module. Fits anywhere spaCy takes a tok2vec (inline, or in a
@@ -66,9 +67,20 @@ def build_transformer_tok2vec_v1(
     grad_scaler_config (dict): Arguments of thinc's PyTorchGradScaler for mixed precision,
         e.g. {"init_scale": 32768.0}. Empty for the defaults.
     torchscript (bool): Run the encoder as a TorchScript module (torch.jit.script).
+    feature_dropout (float): In training, the chance that one attribute (NORM, PREFIX, ...)
+        of one token is zeroed: word dropout, so that unseen words are read from their
+        spelling and context. Defaults to 0 (off), so configs written before it keep
+        their meaning.
     """
     with _config_errors("spacy-encoder.TransformerTok2Vec.v1"):
-        embed_config = EmbedConfig(attrs=list(attrs), rows=list(rows), width=width, n_hashes=n_hashes, dropout=embed_dropout)
+        embed_config = EmbedConfig(
+            attrs=list(attrs),
+            rows=list(rows),
+            width=width,
+            n_hashes=n_hashes,
+            dropout=embed_dropout,
+            feature_dropout=feature_dropout,
+        )
         encoder_config = EncoderConfig(
             width=width,
             depth=depth,

@@ -14,6 +14,7 @@ from . import inspect_cmds  # noqa: E402,F401
 from . import project  # noqa: E402,F401
 from . import deploy  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
+from . import accuracy  # noqa: E402,F401
 
 
 def main() -> None:

@@ -118,6 +118,10 @@ class EmbedConfig:
     n_hashes: how many hashed rows are summed per id; collisions of one hash are
         rarely collisions of all.
     dropout: dropout on the combined embedding.
+    feature_dropout: in training, the chance that one attribute of one token is
+        dropped (its vector zeroed, as for an unknown id). Dropping NORM makes the
+        model read a word through its prefix, suffix, shape and context, as it
+        must for names it never saw in training.
     """
 
     attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
@@ -125,6 +129,7 @@ class EmbedConfig:
     width: int = 128
     n_hashes: int = 2
     dropout: float = 0.1
+    feature_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, value: object, why: str) -> None:
@@ -140,4 +145,6 @@ class EmbedConfig:
         if not 1 <= self.n_hashes <= 4:
             fail("n_hashes", self.n_hashes, "Expected 1 to 4.")
         if not 0.0 <= self.dropout < 1.0:
-            fail("dropout", self.dropout, "Expected a float in [0, 1).")
+            fail("embed_dropout", self.dropout, "Expected a float in [0, 1).")
+        if not isinstance(self.feature_dropout, (int, float)) or not 0.0 <= self.feature_dropout < 1.0:
+            fail("feature_dropout", self.feature_dropout, "Expected a float in [0, 1).")

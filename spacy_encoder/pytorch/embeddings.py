@@ -29,15 +29,19 @@ class HashEmbed(nn.Module):
     :param width: output width D.
     :param n_hashes: rows summed per id.
     :param dropout: on the output.
+    :param feature_dropout: in training, the chance that one attribute of one token
+        is zeroed before mixing (word dropout, applied to every attribute).
     """
 
     prime: Final[int]
     low_32: Final[int]
+    feature_dropout: Final[float]
 
-    def __init__(self, rows: List[int], width: int, n_hashes: int, dropout: float) -> None:
+    def __init__(self, rows: List[int], width: int, n_hashes: int, dropout: float, feature_dropout: float = 0.0) -> None:
         super().__init__()
         self.prime = _PRIME
         self.low_32 = _LOW_32
+        self.feature_dropout = float(feature_dropout)
         n_attrs = len(rows)
         offsets = torch.tensor([0] + rows[:-1], dtype=torch.int64).cumsum(0)
         # Persistent: the hash coefficients are part of what the weights mean.
@@ -64,5 +68,9 @@ class HashEmbed(nn.Module):
         """:param ids: (B, T, F) int64. :return: (B, T, D)."""
         batch, seq_len, n_attrs = ids.shape
         vectors = self.table(self.row_ids(ids)).sum(dim=2)  # (B, T, F, D)
+        if self.training and self.feature_dropout > 0.0:
+            # Not rescaled: a dropped attribute looks like an id the table never saw.
+            kept = torch.rand(batch, seq_len, n_attrs, 1, device=ids.device) >= self.feature_dropout
+            vectors = vectors * kept.to(vectors.dtype)
         vectors = vectors.reshape(batch, seq_len, -1)  # (B, T, F*D)
         return self.dropout(self.norm(self.mix(vectors)))

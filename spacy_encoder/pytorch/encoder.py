@@ -88,7 +88,7 @@ class Tok2VecEncoder(nn.Module):
 
     def __init__(self, embed: EmbedConfig, encoder: EncoderConfig) -> None:
         super().__init__()
-        self.embed = HashEmbed(embed.rows, encoder.width, embed.n_hashes, embed.dropout)
+        self.embed = HashEmbed(embed.rows, encoder.width, embed.n_hashes, embed.dropout, embed.feature_dropout)
         self.encoder = TransformerEncoder(encoder)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:

@@ -1,0 +1,166 @@
+"""The accuracy benchmark (`spacy-encoder benchmark-accuracy`), its throughput logger
+and `spacy-encoder tune-threshold`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import Config
+
+from spacy_encoder import accuracy
+from spacy_encoder.loggers import create_throughput_logger_v1
+
+from .conftest import REPO
+
+CONFIGS = REPO / "configs"
+
+
+def test_plan_runs_equal_budget_is_ours_and_never_duplicated() -> None:
+    runs = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], CONFIGS)
+    names = [r.name for r in runs]
+    ours = accuracy.default_steps(Config().from_disk(CONFIGS / "textcat.cfg", interpolate=False))
+    # Our default budget is the equal budget: one run, not two.
+    assert names.count("sst2-spacy-encoder-default") == 1 and "sst2-spacy-encoder-equal" not in names
+    cnn = {r.budget: r.max_steps for r in runs if r.system == "spacy-cnn-efficiency"}
+    assert cnn["equal"] == ours and cnn["default"] != ours
+    capped = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], CONFIGS, cap_steps=5)
+    assert [r.max_steps for r in capped] == [5, 5, 5]
+
+
+@pytest.mark.parametrize("system", list(accuracy.SYSTEMS))
+def test_run_config_resolves_with_throughput_logger_and_no_vectors(system: str, tmp_path: Path) -> None:
+    run = accuracy.Run(accuracy.TASKS["goemotions"], system, "equal", 7, 3)
+    path = accuracy.write_run_config(run, tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    config = Config().from_disk(path)
+    assert config["training"]["max_steps"] == 7 and config["training"]["eval_frequency"] == 3
+    assert config["paths"]["train"].endswith("goemotions-multilabel/train.spacy")
+    assert config["paths"]["vectors"] is None
+    assert "include_static_vectors = true" not in path.read_text()
+    logger = config["training"]["logger"]
+    assert logger["@loggers"] == "spacy-encoder.ThroughputLogger.v1"
+    assert logger["path"] == str((tmp_path / "run" / "log.jsonl").resolve())
+    # The config's own logger is kept inside, and the whole block resolves.
+    assert logger["logger"]["@loggers"].startswith("spacy.ConsoleLogger")
+    resolved = spacy.registry.resolve({"logger": logger})["logger"]
+    assert callable(resolved)
+
+
+def test_throughput_logger_writes_words_and_seconds(tmp_path: Path) -> None:
+    seen = []
+
+    def inner(nlp, stdout, stderr):
+        return seen.append, lambda: seen.append("finalized")
+
+    setup = create_throughput_logger_v1(str(tmp_path / "sub" / "log.jsonl"), inner)
+    log_step, finalize = setup(spacy.blank("en"), sys.stdout, sys.stderr)
+    info = {"epoch": 0, "step": 200, "words": 5000, "seconds": 1, "score": 0.5, "other_scores": {"ents_f": 0.5, "ents_per_type": {}}}
+    log_step(None)  # a step without evaluation: passed on, not written
+    log_step(info)
+    finalize()
+    assert seen == [None, info, "finalized"]
+    (record,) = [json.loads(line) for line in (tmp_path / "sub" / "log.jsonl").read_text().splitlines()]
+    assert record["step"] == 200 and record["words"] == 5000 and record["scores"] == {"ents_f": 0.5}
+    assert 0.0 <= record["seconds"] < 60
+
+
+def _multilabel_examples(nlp, scores_and_gold):
+    examples = []
+    for i, (pred, gold) in enumerate(scores_and_gold):
+        predicted = Doc(nlp.vocab, words=[f"w{i}"])
+        predicted.cats = pred
+        reference = Doc(nlp.vocab, words=[f"w{i}"])
+        reference.cats = gold
+        examples.append(Example(predicted, reference))
+    return examples
+
+
+def test_best_threshold_separates_scores_and_prefers_nearest_half() -> None:
+    nlp = spacy.blank("en")
+    # Positives score 0.3, negatives 0.1: every threshold in (0.1, 0.3] is perfect;
+    # 0.3 is the one nearest 0.5. At 0.5 nothing is predicted.
+    data = [({"A": 0.3, "B": 0.1}, {"A": 1.0, "B": 0.0}), ({"A": 0.1, "B": 0.3}, {"A": 0.0, "B": 1.0})] * 3
+    examples = _multilabel_examples(nlp, data)
+    threshold, macro = accuracy.best_threshold(examples, ["A", "B"])
+    assert threshold == 0.3 and macro == pytest.approx(1.0)
+    assert accuracy.score_multilabel(examples, ["A", "B"], 0.5)["macro_f"] == 0.0
+
+
+def test_exclusive_accuracy() -> None:
+    nlp = spacy.blank("en")
+    data = [
+        ({"POS": 0.9, "NEG": 0.1}, {"POS": 1.0, "NEG": 0.0}),
+        ({"POS": 0.6, "NEG": 0.4}, {"POS": 0.0, "NEG": 1.0}),
+        ({}, {"POS": 1.0, "NEG": 0.0}),  # no prediction counts as wrong
+        ({"POS": 0.2, "NEG": 0.8}, {"POS": 0.0, "NEG": 1.0}),
+    ]
+    assert accuracy.exclusive_accuracy(_multilabel_examples(nlp, data)) == 0.5
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "spacy_encoder.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_benchmark_end_to_end_then_tune_threshold(tmp_path: Path) -> None:
+    """Two tiny trainings (ours and spaCy's efficiency CNN) on a GoEmotions slice from
+    the repository: results, table and commands are written; a rerun reuses them; the
+    threshold chosen on dev is saved into the pipeline."""
+    corpus = tmp_path / "corpus" / "goemotions-multilabel"
+    for split, limit in (("train", 40), ("dev", 30), ("test", 30)):
+        done = _run_cli(
+            "convert-goemotions", str(REPO / "corpus" / "goemotions" / f"{split}.tsv"), str(corpus / f"{split}.spacy"),
+            "--labels", str(REPO / "corpus" / "goemotions" / "emotions.txt"), "--view", "multilabel", "--limit", str(limit),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+    args = ("benchmark-accuracy", "--configs-dir", str(CONFIGS), "--task", "goemotions", "--system", "spacy-encoder",
+            "--system", "spacy-cnn-efficiency", "--budget", "equal", "--cap-steps", "2", "--eval-frequency", "1")
+    done = _run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "metrics" / "accuracy" / "accuracy.json").read_text())
+    runs = {r["run"]: r for r in summary["runs"]}
+    assert set(runs) == {"goemotions-spacy-encoder-equal", "goemotions-spacy-cnn-efficiency-equal"}
+    for r in runs.values():
+        assert r["steps"] == 2 and r["words_per_second"] > 0
+        assert r["command"].startswith("python -m spacy train training/accuracy/")
+        assert 0.05 <= r["eval"]["threshold"] <= 0.95 and 0.0 <= r["eval"]["macro_f"] <= 1.0
+    table = (tmp_path / "metrics" / "accuracy" / "accuracy.md").read_text()
+    assert "smoke test, not a result" in table and "| spacy-cnn-efficiency | equal |" in table
+    again = _run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 2
+
+    model = tmp_path / "training" / "accuracy" / "goemotions-spacy-encoder-equal" / "output" / "model-best"
+    tuned = tmp_path / "tuned"
+    done = _run_cli("tune-threshold", str(model), str(corpus / "dev.spacy"), "--output", str(tuned), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    chosen = runs["goemotions-spacy-encoder-equal"]["eval"]["threshold"]
+    nlp = spacy.load(tuned)
+    # approx: srsly's JSON reader gives 0.30000000000000004 for a stored 0.3.
+    assert nlp.get_pipe("textcat_multilabel").cfg["threshold"] == pytest.approx(chosen)
+    assert Config().from_disk(tuned / "config.cfg")["components"]["textcat_multilabel"]["threshold"] == chosen
+
+
+def test_benchmark_names_missing_corpora(tmp_path: Path) -> None:
+    done = _run_cli("benchmark-accuracy", "--configs-dir", str(CONFIGS), "--task", "conll2003", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Missing corpora" in done.stdout and "conll2003/train.spacy" in done.stdout
+
+
+def test_benchmark_rejects_unknown_task(tmp_path: Path) -> None:
+    done = _run_cli("benchmark-accuracy", "--task", "imdb", cwd=tmp_path)
+    assert done.returncode == 1 and "Unknown --task imdb" in done.stdout
+
+
+def test_tune_threshold_refuses_pipeline_without_component(tmp_path: Path) -> None:
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    dev = tmp_path / "dev.spacy"
+    from spacy.tokens import DocBin
+
+    DocBin(docs=[spacy.blank("en")("hello")]).to_disk(dev)
+    done = _run_cli("tune-threshold", str(tmp_path / "blank"), str(dev), cwd=tmp_path)
+    assert done.returncode == 1 and "No component 'textcat_multilabel'" in done.stdout
