@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
-from .layers import torch_layer, transformer_encoder, transformer_tok2vec
+from .layers import pad_empty, torch_layer, transformer_encoder, transformer_tok2vec
 from .pytorch.config import check_windows
 from .pytorch import EmbedConfig, EncoderConfig, EncoderConfigError, Tok2VecEncoder, TransformerEncoder
 
@@ -179,6 +179,41 @@ def build_scripted_encoder_v1(
         check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
+
+
+def build_textcat_reduce_v1(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    exclusive_classes: bool,
+    use_reduce_first: bool,
+    use_reduce_last: bool,
+    use_reduce_max: bool,
+    use_reduce_mean: bool,
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Floats2d]:
+    """spaCy's `spacy.TextCatReduce.v1`, with the same arguments and weights, except that
+    max, first and last pooling also work on empty docs: an empty doc is pooled as one
+    zero vector (spaCy's reductions need at least one token, and `""` must classify).
+
+    tok2vec (Model): The tok2vec to pool over, usually a listener.
+    exclusive_classes (bool): Mutually exclusive classes (softmax) or not (sigmoid per label).
+    use_reduce_first / use_reduce_last / use_reduce_max / use_reduce_mean (bool): The
+        poolings, concatenated. Recommended with the Transformer: max and mean.
+    nO (Optional[int]): Number of labels, set at initialization.
+    """
+    from spacy.ml.models.textcat import build_reduce_text_classifier
+    from thinc.api import chain
+
+    padded = chain(tok2vec, pad_empty(tok2vec.maybe_get_dim("nO")))
+    model = build_reduce_text_classifier(
+        padded,
+        exclusive_classes=exclusive_classes,
+        use_reduce_first=use_reduce_first,
+        use_reduce_last=use_reduce_last,
+        use_reduce_max=use_reduce_max,
+        use_reduce_mean=use_reduce_mean,
+        nO=nO,
+    )
+    return model
 
 
 def _wrap(

@@ -344,3 +344,19 @@ def _encoder_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tuple[
         return model.ops.unflatten(dX, model.ops.asarray1i(doc_lengths))
 
     return Ys, backprop
+
+
+def pad_empty(width: Optional[int] = None) -> Model[List[Floats2d], List[Floats2d]]:
+    """Give an empty doc's (0, width) array one zero row, so that max, first and last
+    pooling (which need a row) work on empty docs; the other docs pass unchanged."""
+    return Model("pad_empty", _pad_empty_forward, dims={"nI": width, "nO": width})
+
+
+def _pad_empty_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    empty = [x.shape[0] == 0 for x in Xs]
+    Ys = [model.ops.alloc2f(1, x.shape[1]) if e else x for x, e in zip(Xs, empty)]
+
+    def backprop(dYs: List[Floats2d]) -> List[Floats2d]:
+        return [dy[:0] if e else dy for dy, e in zip(dYs, empty)]
+
+    return Ys, backprop

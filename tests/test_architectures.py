@@ -28,6 +28,19 @@ def test_every_registered_name_resolves(name):
     assert callable(func)
 
 
+@pytest.mark.parametrize(
+    "group,registry,name",
+    [
+        ("spacy_callbacks", "callbacks", "spacy-encoder.StopCleanly.v1"),
+        ("spacy_loggers", "loggers", "spacy-encoder.ThroughputLogger.v1"),
+        ("spacy_architectures", "architectures", "spacy-encoder.TextCatReduce.v1"),
+    ],
+)
+def test_other_registered_names_resolve(group, registry, name):
+    assert name in {ep.name for ep in importlib.metadata.entry_points(group=group)}
+    assert callable(getattr(spacy.registry, registry).get(name))
+
+
 def test_names_resolve_without_importing_the_package():
     code = (
         "import sys, spacy\n"
@@ -54,6 +67,8 @@ def test_configs_build(config_name):
         ("window_stride", 1024, "window_stride"),
         ("attrs", ["NORM", "COLOUR", "SUFFIX", "SHAPE"], "attrs"),
         ("rows", [100, 100], "rows"),
+        ("feature_dropout", 1.5, "feature_dropout"),
+        ("embed_dropout", -0.1, "embed_dropout"),
         ("width", "wide", "width"),  # wrong type: confection's own validation
     ],
 )
@@ -76,3 +91,48 @@ def test_spacy_train_reports_bad_setting_without_traceback(tmp_path):
     output = result.stdout + result.stderr
     assert "n_heads" in output and "divisible" in output
     assert "Traceback" not in output
+
+
+def _tiny_tok2vec():
+    from spacy_encoder.architectures import build_transformer_tok2vec_v1
+
+    return build_transformer_tok2vec_v1(
+        width=16, depth=1, n_heads=2, ff_width=32, attrs=["NORM"], rows=[50], n_hashes=1, positions="rotary",
+        local_window=3, norm_first=True, dropout=0.0, embed_dropout=0.0, max_length=16, window_stride=12,
+        mixed_precision=False, grad_scaler_config={}, torchscript=False,
+    )
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_textcat_reduce_equals_spacys_and_pools_empty_docs(exclusive):
+    """Ours = spaCy's TextCatReduce.v1 with the same tok2vec and weights, on docs with
+    tokens; with max/first/last pooling spaCy's raises on an empty doc, ours does not."""
+    import numpy
+    from spacy.ml.models.textcat import build_reduce_text_classifier
+
+    from spacy_encoder.architectures import build_textcat_reduce_v1
+
+    nlp = spacy.blank("en")
+    docs = [nlp("a good film"), nlp("bad"), nlp("a film longer than the window of sixteen tokens, " * 3)]
+    empty = nlp("")
+    poolings = dict(use_reduce_first=True, use_reduce_last=True, use_reduce_max=True, use_reduce_mean=True)
+    tok2vec = _tiny_tok2vec()
+    ours = build_textcat_reduce_v1(tok2vec, exclusive_classes=exclusive, nO=3, **poolings)
+    theirs = build_reduce_text_classifier(tok2vec, exclusive_classes=exclusive, nO=3, **poolings)
+    ours.initialize(X=docs)
+    theirs.initialize(X=docs)
+    out_ours, out_theirs = ours.get_ref("output_layer"), theirs.get_ref("output_layer")
+    rng = numpy.random.default_rng(0)
+    for param in ("W", "b"):
+        value = rng.normal(size=out_ours.get_param(param).shape).astype("f")
+        out_ours.set_param(param, value)
+        out_theirs.set_param(param, value.copy())
+    numpy.testing.assert_allclose(ours.predict(docs), theirs.predict(docs), atol=1e-6)
+    with pytest.raises(Exception):
+        theirs.predict([empty])
+    scores = ours.predict([empty] + docs)
+    assert numpy.isfinite(scores).all()
+    numpy.testing.assert_allclose(scores[1:], ours.predict(docs), atol=1e-6)
+    # Training through an empty doc: gradients flow to the docs with tokens only.
+    Y, backprop = ours.begin_update([empty] + docs)
+    backprop(ours.ops.alloc2f(*Y.shape) + 1.0)

@@ -114,3 +114,28 @@ def test_bad_config_names_the_field(overrides, field):
         EncoderConfig(**{**SMALL, **overrides})
     assert err.value.field == field
     assert f"'{field}'" in str(err.value)
+
+
+def test_feature_dropout_zeroes_whole_attributes_in_training_only():
+    from spacy_encoder.pytorch.embeddings import HashEmbed
+
+    embed = HashEmbed([50, 20, 30, 40], 8, n_hashes=2, dropout=0.0, feature_dropout=0.5)
+    ids = random_ids(4, 50)
+    rows = embed.table(embed.row_ids(ids)).sum(dim=2)  # (B, T, F, D): what mixing sees
+    captured = {}
+    hook = embed.mix.register_forward_hook(lambda module, inputs, output: captured.update(x=inputs[0]))
+    embed.train()
+    embed(ids)
+    mixed_in = captured["x"].reshape(rows.shape)
+    dropped = (mixed_in == 0).all(dim=-1)  # (B, T, F): a whole attribute vector is zero
+    kept = ~dropped
+    assert torch.equal(mixed_in[kept], rows[kept])  # kept attributes are not rescaled
+    assert 0.35 < dropped.float().mean().item() < 0.65
+    embed.eval()
+    first, second = embed(ids), embed(ids)
+    assert torch.equal(first, second)
+    assert torch.equal(captured["x"].reshape(rows.shape), rows)
+    hook.remove()
+    with quiet_jit():
+        scripted = torch.jit.script(embed)
+    assert torch.allclose(scripted(ids), first, atol=1e-6)
