@@ -179,7 +179,10 @@ def run_windows(
 class _InferencePredict:
     """Prediction for thinc's torch shims, changed in two ways:
 
-    - `torch.inference_mode()` instead of `no_grad()` (no version counters, less work);
+    - `torch.inference_mode()` instead of `no_grad()` (no version counters, less work),
+      for eager modules only: a TorchScript module that has trained runs the
+      differentiable graphs its executor recorded, which fail under inference mode
+      ("Inference tensors cannot be saved for backward"), so it predicts under `no_grad()`;
     - the module is put in eval mode once and left there. Thinc's shim switches it to
       eval and back to train on every call, so concurrent `nlp()` calls from several
       threads could run with dropout on. `begin_update` puts it back in train mode.
@@ -187,20 +190,52 @@ class _InferencePredict:
 
     _model: Any
     _mixed_precision: bool
+    _no_grad: Callable[[], Any] = torch.inference_mode
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         if self._model.training:
             self._model.eval()
-        with torch.inference_mode(), torch.autocast("cuda", enabled=self._mixed_precision):
+        with self._no_grad(), torch.autocast("cuda", enabled=self._mixed_precision):
             return self._model(*inputs.args, **inputs.kwargs)
 
 
-class EncoderShim(_InferencePredict, PyTorchShim):
+class _TrainingShim:
+    """`finish_update` for thinc's torch shims: the optimizer's result is written into
+    the parameter instead of replacing its `.data`.
+
+    Thinc's `PyTorchShim.finish_update` hands the optimizer a numpy (or cupy) view of
+    each parameter (`tensor.numpy()`, which keeps the tensor alive), Adam updates that
+    view in place, and thinc sets `.data` to a new tensor wrapping the view (dlpack,
+    which keeps the view alive). Every step adds a link to a chain per parameter back
+    to the first step: a few small allocations per parameter and step (about 75 tensors
+    a step here) that live for the whole run. Scattered through glibc's heap, they pin
+    the freed activations around them, so the heap keeps growing with training
+    (`spacy train` RSS grew by GBs; the CNN tok2vec, with no torch shim, did not).
+    """
+
+    _model: Any
+    _grad_scaler: PyTorchGradScaler
+
+    def finish_update(self, optimizer: Any) -> None:
+        for name, torch_data in self._model.named_parameters():
+            if torch_data.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:  # skipped when a gradient overflowed
+                param, _ = optimizer((self.id, name), torch2xp(torch_data.data), torch2xp(torch_data.grad))  # type: ignore[attr-defined]
+                updated = xp2torch(param, device=torch_data.device)
+                if updated.data_ptr() != torch_data.data_ptr():
+                    with torch.no_grad():
+                        torch_data.copy_(updated)
+            torch_data.grad.zero_()
+        self._grad_scaler.update()
+
+
+class EncoderShim(_TrainingShim, _InferencePredict, PyTorchShim):
     pass
 
 
-class ScriptedEncoderShim(_InferencePredict, TorchScriptShim):
-    pass
+class ScriptedEncoderShim(_TrainingShim, _InferencePredict, TorchScriptShim):
+    _no_grad = torch.no_grad
 
 
 def torch_layer(

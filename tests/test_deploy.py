@@ -88,10 +88,13 @@ def test_scripted_pipeline_trains_further(trained, tmp_path):
 
 STANDALONE = r'''
 import json, sys
-import numpy, spacy, torch
+import numpy, torch
+from spacy.lang.en import English
 model_path, description_path, texts_path, out_path = sys.argv[1:]
 info = json.load(open(description_path))
-nlp = spacy.blank("en")
+# English(), not spacy.blank("en"): blank() fills a config, and looking up its logger
+# loads every `spacy_loggers` entry point, spacy-encoder's ThroughputLogger included.
+nlp = English()
 texts = json.load(open(texts_path))
 if info["format"] == "torchscript":
     encoder = torch.jit.load(model_path)

@@ -114,6 +114,45 @@ def test_tok2vec_backprop_reaches_torch_weights(nlp):
     assert torch_model.embed.table.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("torchscript", [False, True])
+def test_updates_write_weights_in_place_and_keep_no_history(nlp, torchscript):
+    """Regression: thinc's shim replaced every parameter's `.data` at each update, with
+    a chain of tensor -> numpy -> dlpack links back to the first step that was never
+    freed (about one tensor per parameter per step); it fragmented the heap and
+    `spacy train` RSS grew by gigabytes. Updates must be in place and leave no tensors
+    behind."""
+    import gc
+
+    from thinc.api import Adam
+
+    model = tok2vec(torchscript=torchscript)
+    shim = model.layers[0].shims[0]
+    params = dict(shim._model.named_parameters())
+    pointers = {name: p.data_ptr() for name, p in params.items()}
+    before = {name: p.detach().clone() for name, p in params.items()}
+    optimizer = Adam(0.01)
+    docs = make_docs(nlp, [5, 30, 12])
+
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor))
+
+    def step() -> None:
+        Y, backprop = model.begin_update(docs)
+        backprop([model.ops.alloc2f(*y.shape) + 1.0 for y in Y])
+        model.finish_update(optimizer)
+
+    for _ in range(3):
+        step()
+    start = live_tensors()
+    for _ in range(20):
+        step()
+    assert live_tensors() - start < len(params)  # the old code added len(params) per step
+    after = dict(shim._model.named_parameters())
+    assert {name: p.data_ptr() for name, p in after.items()} == pointers
+    assert not torch.equal(after["embed.table.weight"].detach(), before["embed.table.weight"])
+
+
 def test_encoder_input_gradient_matches_torch_autograd():
     """With overlapping windows a token's gradient is summed over its windows."""
     model = build_transformer_encoder_v1(**ENCODER_ARGS)

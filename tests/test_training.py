@@ -73,7 +73,8 @@ def assert_same_predictions(a, b):
 def trained_ner():
     nlp = nlp_from_config("ner")
     exs = examples(nlp, "ner")
-    losses = train(nlp, exs, 60)
+    # 80, not fewer: the config's feature dropout keeps the loss noisy up to ~60 steps.
+    losses = train(nlp, exs, 80)
     return nlp, losses
 
 
