@@ -1,6 +1,7 @@
 """Pipelines built from configs/*.cfg: they overfit a few examples, save and reload
 with equal predictions, and handle empty, whitespace-only and long texts."""
 import numpy
+import srsly
 import pytest
 import spacy
 from spacy.training import Example
@@ -149,3 +150,32 @@ def test_torchscript_config_trains_and_reloads(tmp_path):
     before = predictions(nlp, texts)
     nlp.to_disk(tmp_path / "scripted")
     assert_same_predictions(predictions(spacy.load(tmp_path / "scripted"), texts), before)
+
+
+@pytest.mark.parametrize("name", ["ner", "textcat", "textcat_multilabel"])
+def test_spacy_pretrain_weights_reach_training(name, tmp_path):
+    """`spacy pretrain` runs on the config, and `init_tok2vec` loads its weights
+    (spaCy silently ignores init_tok2vec when [pretraining] is empty)."""
+    from spacy.training.pretrain import pretrain
+
+    texts = [t for t, _ in NER_DATA + TEXTCAT_DATA + MULTILABEL_DATA]
+    srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": t} for t in texts * 3])
+    overrides = {"paths.raw_text": str(tmp_path / "raw.jsonl"), "pretraining.max_epochs": 1}
+    config = load_config(REPO / "configs" / f"{name}.cfg", overrides=overrides, interpolate=True)
+    (tmp_path / "pretrain").mkdir()
+    pretrain(config, tmp_path / "pretrain", silent=True)
+    weights = tmp_path / "pretrain" / "model0.bin"
+    assert weights.exists()
+
+    def initialized(init_tok2vec):
+        config = load_config(REPO / "configs" / f"{name}.cfg", overrides={"paths.init_tok2vec": init_tok2vec}, interpolate=True)
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+        nlp.initialize(lambda: examples(nlp, name))
+        return nlp.get_pipe("tok2vec").model
+
+    reference = initialized(None)
+    reference.from_bytes(weights.read_bytes())
+    doc = spacy.blank("en").make_doc("Angela Merkel visited Paris .")
+    expected = reference.predict([doc])[0]
+    numpy.testing.assert_allclose(initialized(str(weights)).predict([doc])[0], expected, atol=1e-5)
+    assert not numpy.allclose(initialized(None).predict([doc])[0], expected, atol=1e-3)
