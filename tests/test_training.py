@@ -154,18 +154,22 @@ def test_torchscript_config_trains_and_reloads(tmp_path):
 
 @pytest.mark.parametrize("name", ["ner", "textcat", "textcat_multilabel"])
 def test_spacy_pretrain_weights_reach_training(name, tmp_path):
-    """`spacy pretrain` runs on the config, and `init_tok2vec` loads its weights
+    """`spacy pretrain` runs on the config and learns (spaCy never steps a schedule
+    there: a warmup would keep the rate at 0), and `init_tok2vec` loads its weights
     (spaCy silently ignores init_tok2vec when [pretraining] is empty)."""
     from spacy.training.pretrain import pretrain
 
     texts = [t for t, _ in NER_DATA + TEXTCAT_DATA + MULTILABEL_DATA]
     srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": t} for t in texts * 3])
-    overrides = {"paths.raw_text": str(tmp_path / "raw.jsonl"), "pretraining.max_epochs": 1}
+    overrides = {"paths.raw_text": str(tmp_path / "raw.jsonl"), "pretraining.max_epochs": 3}
     config = load_config(REPO / "configs" / f"{name}.cfg", overrides=overrides, interpolate=True)
     (tmp_path / "pretrain").mkdir()
     pretrain(config, tmp_path / "pretrain", silent=True)
-    weights = tmp_path / "pretrain" / "model0.bin"
+    weights = tmp_path / "pretrain" / "model2.bin"
     assert weights.exists()
+    log = list(srsly.read_jsonl(tmp_path / "pretrain" / "log.jsonl"))
+    epoch_losses = [row["epoch_loss"] for row in log[:3]]  # then a row for model-last
+    assert epoch_losses[0] > epoch_losses[1] > epoch_losses[2], epoch_losses  # equal at rate 0
 
     def initialized(init_tok2vec):
         config = load_config(REPO / "configs" / f"{name}.cfg", overrides={"paths.init_tok2vec": init_tok2vec}, interpolate=True)
