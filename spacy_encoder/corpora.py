@@ -418,6 +418,31 @@ def write_docbin(docs: Iterable[Doc], path: Path) -> Path:
     return path
 
 
+def raw_texts(docs: Iterable[Doc], max_words: int) -> Iterator[str]:
+    """The text of each doc for `spacy pretrain` (its JSONL reader skips texts of more
+    than `[corpora.pretrain] max_length` words): a longer doc is cut between sentences
+    into pieces of at most `max_words` tokens, and a longer sentence into plain slices."""
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, not {max_words}")
+    for doc in docs:
+        if len(doc) <= max_words:
+            if doc.text.strip():
+                yield doc.text
+            continue
+        sents = list(doc.sents) if doc.has_annotation("SENT_START") else [doc[:]]
+        start = end = 0
+        for sent in sents:
+            if sent.end - start > max_words and end > start:
+                yield doc[start:end].text
+                start = end
+            while sent.end - start > max_words:
+                yield doc[start : start + max_words].text
+                start += max_words
+            end = sent.end
+        if end > start:
+            yield doc[start:end].text
+
+
 def summarize(docs: list[Doc]) -> str:
     """One line of counts for a converted corpus: docs, tokens, then entities by
     type (NER) or positive examples per label (textcat)."""

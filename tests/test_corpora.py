@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import spacy
+import srsly
+from spacy.tokens import Doc
 from typer.testing import CliRunner
 
 from spacy_encoder import corpora
@@ -330,3 +333,32 @@ def test_cli_convert_goemotions(tmp_path: Path) -> None:
     bad.write_bytes(b"fine\t27\ta\nbad\t30\tb\n")
     result, text = cli("convert-goemotions", bad, tmp_path / "bad.spacy", "--labels", LABELS)
     assert_clean_failure(result, text, "go-bad.tsv:2: unknown label id '30'")
+
+
+# --- raw text for `spacy pretrain` -------------------------------------------------
+
+
+def test_raw_texts_cut_long_docs_between_sentences() -> None:
+    nlp = spacy.blank("en")
+    words = "a b c . d e . f g h i j k l . m".split()
+    starts = [w == "a" or prev == "." for prev, w in zip([""] + words, words)]
+    doc = Doc(nlp.vocab, words=words, sent_starts=starts)
+    pieces = list(corpora.raw_texts([doc, nlp.make_doc(""), nlp.make_doc("short one")], max_words=5))
+    # "a b c ." (4) + "d e ." would be 7 > 5; "f ... ." (8) is sliced; "m" rides along.
+    assert pieces == ["a b c .", "d e .", "f g h i j", "k l . m", "short one"]
+    assert " ".join(pieces[:-1]).split() == words  # every token once, in order
+    assert all(len(p.split()) <= 5 for p in pieces)
+    with pytest.raises(ValueError):
+        list(corpora.raw_texts([doc], max_words=0))
+
+
+def test_cli_raw_text(tmp_path: Path) -> None:
+    out = tmp_path / "wikigold"
+    assert cli("convert-wikigold", WIKIGOLD, out, "--limit", "10")[0].exit_code == 0
+    result, text = cli("raw-text", out / "train.spacy", out / "dev.spacy", "-o", tmp_path / "raw.jsonl", "--max-words", "50")
+    assert result.exit_code == 0, text
+    rows = list(srsly.read_jsonl(tmp_path / "raw.jsonl"))
+    assert rows and all(0 < len(row["text"].split()) <= 50 for row in rows)
+    assert f"{len(rows):,} texts" in text
+    result, text = cli("raw-text", tmp_path / "missing.spacy", "-o", tmp_path / "x.jsonl")
+    assert_clean_failure(result, text, "missing.spacy")

@@ -93,3 +93,29 @@ def convert_goemotions(
     if view is GoEmotionsView.sentiment:
         msg.info(f"Dropped {dropped:,} examples whose labels span more than one sentiment group")
     msg.good(f"{output_path}: {corpora.summarize(docs)}")
+
+
+@app.command("raw-text")
+def raw_text(
+    input_paths: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Converted .spacy files whose text to use.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="JSONL file for `spacy pretrain --paths.raw_text`.")],
+    max_words: Annotated[int, typer.Option("--max-words", min=1, help="Cut longer docs between sentences (the pretraining reader skips texts over 500 words).")] = 400,
+) -> None:
+    """Write the text of converted corpora as `{"text": ...}` lines for `spacy pretrain`
+    (annotations are dropped: use training files, never the test set)."""
+    import spacy
+    import srsly
+    from spacy.tokens import DocBin
+
+    with _fail_cleanly():
+        nlp = spacy.blank("en")
+        texts: list[str] = []
+        for path in input_paths:
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file")
+            docs = DocBin().from_disk(path).get_docs(nlp.vocab)
+            texts.extend(corpora.raw_texts(docs, max_words))
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_jsonl(output_path, ({"text": text} for text in texts))
+    n_words = sum(len(text.split()) for text in texts)
+    msg.good(f"{output_path}: {len(texts):,} texts, {n_words:,} words")
