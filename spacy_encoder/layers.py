@@ -12,6 +12,7 @@ tokens; each token takes its vector from the window in which it sits most centra
 so every token keeps at least (max_length - window_stride) / 2 tokens of context on
 both sides wherever the doc allows. Nothing is truncated.
 """
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -200,8 +201,10 @@ class _InferencePredict:
 
 
 class _TrainingShim:
-    """`finish_update` for thinc's torch shims: the optimizer's result is written into
-    the parameter instead of replacing its `.data`.
+    """`finish_update` and `use_params` for thinc's torch shims.
+
+    `finish_update`: the optimizer's result is written into the parameter instead of
+    replacing its `.data`.
 
     Thinc's `PyTorchShim.finish_update` hands the optimizer a numpy (or cupy) view of
     each parameter (`tensor.numpy()`, which keeps the tensor alive), Adam updates that
@@ -228,6 +231,39 @@ class _TrainingShim:
                         torch_data.copy_(updated)
             torch_data.grad.zero_()
         self._grad_scaler.update()
+
+    @contextlib.contextmanager
+    def use_params(self, params: Any) -> Any:
+        """Swap in parameter averages for the `with` block (spaCy evaluates and saves
+        under `nlp.use_params(optimizer.averages)` when `use_averages = true`).
+
+        Thinc 8.3's optimizer keys the averages by `(shim.id, name)`, the key
+        `finish_update` passes it, but thinc's `PyTorchShim.use_params` looks for
+        `"pytorch_{id}_{name}"` strings and so never finds them: averaged training
+        evaluated and saved the torch weights as they were. The averages are copied
+        into the parameters in place (as `finish_update` does) and the weights put
+        back afterwards, also when the block raises.
+        """
+        own = {
+            key[1]: value
+            for key, value in (params or {}).items()
+            if isinstance(key, tuple) and len(key) == 2 and key[0] == self.id  # type: ignore[attr-defined]
+        }
+        named = dict(self._model.named_parameters())
+        own = {name: value for name, value in own.items() if name in named}
+        if not own:
+            yield
+            return
+        backup = {name: named[name].detach().clone() for name in own}
+        with torch.no_grad():
+            for name, value in own.items():
+                named[name].copy_(xp2torch(value, device=named[name].device).reshape(named[name].shape))
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, saved in backup.items():
+                    named[name].copy_(saved)
 
 
 class EncoderShim(_TrainingShim, _InferencePredict, PyTorchShim):

@@ -157,6 +157,56 @@ def test_updates_write_weights_in_place_and_keep_no_history(nlp, torchscript):
     assert not torch.equal(after["embed.table.weight"].detach(), before["embed.table.weight"])
 
 
+@pytest.mark.parametrize("torchscript", [False, True])
+def test_use_params_swaps_in_the_optimizers_averages(nlp, torchscript):
+    """`use_averages = true`: spaCy evaluates and saves under
+    `nlp.use_params(optimizer.averages)`. Thinc's torch shim never found its averages
+    (keyed `(shim.id, name)`), so the torch weights were used as they were. Inside the
+    block the encoder must predict with the averages, and afterwards with its own
+    weights again."""
+    from thinc.api import Adam
+
+    model = tok2vec(torchscript=torchscript)
+    shim = model.layers[0].shims[0]
+    optimizer = Adam(0.01, use_averages=True)
+    docs = make_docs(nlp, [5, 30, 12])
+    for _ in range(5):
+        Y, backprop = model.begin_update(docs)
+        backprop([model.ops.alloc2f(*y.shape) + 1.0 for y in Y])
+        model.finish_update(optimizer)
+    params = dict(shim._model.named_parameters())
+    assert {(shim.id, name) for name in params} <= set(optimizer.averages)
+    weights = {name: p.detach().clone() for name, p in params.items()}
+    own = model.predict(docs)
+
+    # The averages predicted by hand: a copy of the module with the averages loaded.
+    reference = tok2vec(torchscript=torchscript)
+    reference.layers[0].shims[0]._model.load_state_dict(
+        {name: torch.from_numpy(numpy.asarray(optimizer.averages[(shim.id, name)])) for name in params}
+        | {n: b for n, b in shim._model.state_dict().items() if n not in params}
+    )
+    expected = reference.predict(docs)
+
+    with model.use_params(optimizer.averages):
+        averaged = model.predict(docs)
+    for y, e, o in zip(averaged, expected, own):
+        numpy.testing.assert_allclose(y, e, rtol=1e-5, atol=1e-6)
+        assert not numpy.allclose(y, o)
+    for name, p in shim._model.named_parameters():
+        assert torch.equal(p.detach(), weights[name]), name
+    for y, o in zip(model.predict(docs), own):
+        numpy.testing.assert_array_equal(y, o)
+
+    # The weights come back when the block raises, and other shims' keys are ignored.
+    with pytest.raises(RuntimeError):
+        with model.use_params(optimizer.averages):
+            raise RuntimeError
+    with model.use_params({(shim.id + 1, name): v for (_, name), v in optimizer.averages.items()}):
+        pass
+    for name, p in shim._model.named_parameters():
+        assert torch.equal(p.detach(), weights[name]), name
+
+
 def test_encoder_input_gradient_matches_torch_autograd():
     """With overlapping windows a token's gradient is summed over its windows."""
     model = build_transformer_encoder_v1(**ENCODER_ARGS)
