@@ -6,7 +6,7 @@ import io
 import logging
 import warnings
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
 from confection import ConfigValidationError
@@ -40,7 +40,7 @@ def build_transformer_tok2vec_v1(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
-    feature_dropout: float = 0.0,
+    feature_dropout: Union[float, List[float]] = 0.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Transformer tok2vec: hashed token features, then a stack of encoder layers,
     all in one torch module. Fits anywhere spaCy takes a tok2vec (inline, or in a
@@ -67,10 +67,12 @@ def build_transformer_tok2vec_v1(
     grad_scaler_config (dict): Arguments of thinc's PyTorchGradScaler for mixed precision,
         e.g. {"init_scale": 32768.0}. Empty for the defaults.
     torchscript (bool): Run the encoder as a TorchScript module (torch.jit.script).
-    feature_dropout (float): In training, the chance that one attribute (NORM, PREFIX, ...)
-        of one token is zeroed: word dropout, so that unseen words are read from their
-        spelling and context. Defaults to 0 (off), so configs written before it keep
-        their meaning.
+    feature_dropout (Union[float, List[float]]): In training, the chance that one
+        attribute (NORM, PREFIX, ...) of one token is zeroed: word dropout, so that unseen
+        words are read from their spelling and context. One rate for all attributes, or
+        one per attribute in the order of `attrs` (e.g. [0.3, 0.15, 0.15, 0.15] drops
+        whole words more often than their affixes and shape). Defaults to 0 (off), so
+        configs written before it keep their meaning.
     """
     with _config_errors("spacy-encoder.TransformerTok2Vec.v1"):
         embed_config = EmbedConfig(

@@ -68,6 +68,8 @@ def test_configs_build(config_name):
         ("attrs", ["NORM", "COLOUR", "SUFFIX", "SHAPE"], "attrs"),
         ("rows", [100, 100], "rows"),
         ("feature_dropout", 1.5, "feature_dropout"),
+        ("feature_dropout", [0.3, 0.1], "feature_dropout"),  # one rate per attribute
+        ("feature_dropout", [0.3, 0.1, 1.0, 0.1], "feature_dropout"),
         ("embed_dropout", -0.1, "embed_dropout"),
         ("width", "wide", "width"),  # wrong type: confection's own validation
     ],

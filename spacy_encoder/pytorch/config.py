@@ -5,7 +5,7 @@ builders and the export command all reject the same bad values with the same mes
 Field names match the builder arguments so the message names the config field.
 """
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Tuple, Union
 
 POSITION_KINDS: Tuple[str, ...] = ("rotary", "sinusoidal", "learned", "none")
 
@@ -121,7 +121,8 @@ class EmbedConfig:
     feature_dropout: in training, the chance that one attribute of one token is
         dropped (its vector zeroed, as for an unknown id). Dropping NORM makes the
         model read a word through its prefix, suffix, shape and context, as it
-        must for names it never saw in training.
+        must for names it never saw in training. One rate for every attribute, or a
+        list with one rate per attribute (same order as `attrs`).
     """
 
     attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
@@ -129,7 +130,7 @@ class EmbedConfig:
     width: int = 128
     n_hashes: int = 2
     dropout: float = 0.1
-    feature_dropout: float = 0.0
+    feature_dropout: Union[float, List[float]] = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, value: object, why: str) -> None:
@@ -146,5 +147,13 @@ class EmbedConfig:
             fail("n_hashes", self.n_hashes, "Expected 1 to 4.")
         if not 0.0 <= self.dropout < 1.0:
             fail("embed_dropout", self.dropout, "Expected a float in [0, 1).")
-        if not isinstance(self.feature_dropout, (int, float)) or not 0.0 <= self.feature_dropout < 1.0:
-            fail("feature_dropout", self.feature_dropout, "Expected a float in [0, 1).")
+        rates = self.feature_dropout if isinstance(self.feature_dropout, (list, tuple)) else [self.feature_dropout]
+        if isinstance(self.feature_dropout, (list, tuple)) and len(rates) != len(self.attrs):
+            fail(
+                "feature_dropout",
+                self.feature_dropout,
+                f"Expected one float or one rate per attribute ({len(self.attrs)} attrs).",
+            )
+        for rate in rates:
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+                fail("feature_dropout", self.feature_dropout, "Expected a float in [0, 1), or a list of them.")

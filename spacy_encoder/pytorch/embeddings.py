@@ -6,7 +6,7 @@ and the rows are summed; the attributes are concatenated and mixed by a linear l
 Hashing happens here, not on the Thinc side, so an exported TorchScript file maps
 feature ids to vectors on its own.
 """
-from typing import List
+from typing import List, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -30,19 +30,35 @@ class HashEmbed(nn.Module):
     :param n_hashes: rows summed per id.
     :param dropout: on the output.
     :param feature_dropout: in training, the chance that one attribute of one token
-        is zeroed before mixing (word dropout, applied to every attribute).
+        is zeroed before mixing (word dropout): one rate for every attribute, or one
+        rate per attribute (same order as `rows`).
     """
 
     prime: Final[int]
     low_32: Final[int]
-    feature_dropout: Final[float]
+    use_feature_dropout: Final[bool]
 
-    def __init__(self, rows: List[int], width: int, n_hashes: int, dropout: float, feature_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        rows: List[int],
+        width: int,
+        n_hashes: int,
+        dropout: float,
+        feature_dropout: Union[float, Sequence[float]] = 0.0,
+    ) -> None:
         super().__init__()
         self.prime = _PRIME
         self.low_32 = _LOW_32
-        self.feature_dropout = float(feature_dropout)
         n_attrs = len(rows)
+        if isinstance(feature_dropout, (int, float)):
+            rates = [float(feature_dropout)] * n_attrs
+        else:
+            rates = [float(rate) for rate in feature_dropout]
+        if len(rates) != n_attrs:
+            raise ValueError(f"feature_dropout: expected {n_attrs} rates (one per attribute), got {len(rates)}")
+        self.use_feature_dropout = max(rates) > 0.0
+        # Not persistent: a training setting, not part of what the weights mean.
+        self.register_buffer("feature_dropout", torch.tensor(rates).view(1, 1, n_attrs, 1), persistent=False)
         offsets = torch.tensor([0] + rows[:-1], dtype=torch.int64).cumsum(0)
         # Persistent: the hash coefficients are part of what the weights mean.
         self.register_buffer("hash_params", hash_parameters(n_hashes, n_attrs))
@@ -68,9 +84,9 @@ class HashEmbed(nn.Module):
         """:param ids: (B, T, F) int64. :return: (B, T, D)."""
         batch, seq_len, n_attrs = ids.shape
         vectors = self.table(self.row_ids(ids)).sum(dim=2)  # (B, T, F, D)
-        if self.training and self.feature_dropout > 0.0:
+        if self.training and self.use_feature_dropout:
             # Not rescaled: a dropped attribute looks like an id the table never saw.
-            kept = torch.rand(batch, seq_len, n_attrs, 1, device=ids.device) >= self.feature_dropout
+            kept = torch.rand(batch, seq_len, n_attrs, 1, device=ids.device) >= self.feature_dropout  # (B, T, F, 1)
             vectors = vectors * kept.to(vectors.dtype)
         vectors = vectors.reshape(batch, seq_len, -1)  # (B, T, F*D)
         return self.dropout(self.norm(self.mix(vectors)))

@@ -139,3 +139,27 @@ def test_feature_dropout_zeroes_whole_attributes_in_training_only():
     with quiet_jit():
         scripted = torch.jit.script(embed)
     assert torch.allclose(scripted(ids), first, atol=1e-6)
+
+
+def test_feature_dropout_rates_per_attribute():
+    from spacy_encoder.pytorch.embeddings import HashEmbed
+
+    embed = HashEmbed([50, 20, 30, 40], 8, n_hashes=2, dropout=0.0, feature_dropout=[0.0, 0.8, 0.2, 0.0])
+    embed.train()
+    with quiet_jit():
+        scripted = torch.jit.script(embed)
+    ids = random_ids(8, 50)
+    torch.manual_seed(0)
+    eager = embed(ids)
+    torch.manual_seed(0)
+    assert torch.equal(scripted(ids), eager)  # the same draws give the same drops
+    captured = {}
+    hook = embed.mix.register_forward_hook(lambda module, inputs, output: captured.update(x=inputs[0]))
+    embed(ids)
+    hook.remove()
+    dropped = (captured["x"].reshape(8, 50, 4, 8) == 0).all(dim=-1).float().mean(dim=(0, 1))  # (F,)
+    assert dropped[0].item() == 0.0 and dropped[3].item() == 0.0
+    assert 0.7 < dropped[1].item() < 0.9
+    assert 0.1 < dropped[2].item() < 0.3
+    with pytest.raises(ValueError, match="one per attribute"):
+        HashEmbed([50, 20], 8, n_hashes=2, dropout=0.0, feature_dropout=[0.1, 0.1, 0.1])
