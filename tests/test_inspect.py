@@ -240,3 +240,53 @@ def test_missing_matplotlib_says_how_to_install(model_dir, tmp_path, monkeypatch
     result = invoke("attention", model_dir, TEXT, "-o", tmp_path / "a.png")
     assert result.exit_code == 1 and "pip install spacy-encoder[viz]" in result.output
     assert not (tmp_path / "a.png").exists()
+
+
+# --- unseen-entities ------------------------------------------------------------------
+
+
+def _ner_doc(nlp, words, ents):
+    from spacy.tokens import Span
+
+    doc = spacy.tokens.Doc(nlp.vocab, words=words)
+    doc.ents = [Span(doc, start, end, label=label) for start, end, label in ents]
+    return doc
+
+
+def test_unseen_entities_splits_recall_by_names_seen_in_training(tmp_path):
+    nlp = spacy.blank("en")
+    # The "model" knows Paris and Berlin, both as LOC; it never finds Ada.
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "LOC", "pattern": "Paris"}, {"label": "LOC", "pattern": "Berlin"}])
+    train = [_ner_doc(nlp, ["Paris", "and", "Ada", "."], [(0, 1, "LOC"), (2, 3, "PER")])]
+    evaluation = [
+        _ner_doc(nlp, ["Paris", "met", "Berlin", "."], [(0, 1, "LOC"), (2, 3, "LOC")]),  # seen found, unseen found
+        _ner_doc(nlp, ["Ada", "saw", "Bob", "."], [(0, 1, "PER"), (2, 3, "PER")]),  # seen missed, unseen missed
+        _ner_doc(nlp, ["Berlin", "!"], [(0, 1, "ORG")]),  # unseen, found with the wrong label
+    ]
+    split = insp.seen_unseen_recall(nlp, train, evaluation, name="eval").as_dict()
+    assert (split["seen"], split["unseen"], split["entities"]) == (2, 3, 5)
+    assert split["seen_recall"] == pytest.approx(1 / 2)
+    assert split["unseen_recall"] == pytest.approx(1 / 3)
+    assert split["unseen_share"] == pytest.approx(3 / 5)
+    # The pipeline annotated copies: the gold docs keep their own entities.
+    assert [[(e.text, e.label_) for e in doc.ents] for doc in evaluation] == [
+        [("Paris", "LOC"), ("Berlin", "LOC")],
+        [("Ada", "PER"), ("Bob", "PER")],
+        [("Berlin", "ORG")],
+    ]
+
+    nlp.to_disk(tmp_path / "pipeline")
+    DocBin(docs=train).to_disk(tmp_path / "train.spacy")
+    DocBin(docs=evaluation).to_disk(tmp_path / "eval.spacy")
+    args = ["unseen-entities", str(tmp_path / "pipeline"), str(tmp_path / "train.spacy"), str(tmp_path / "eval.spacy")]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "out" / "unseen.json")])
+    assert result.exit_code == 0, result.output
+    assert "50.0" in result.output and "33.3" in result.output
+    written = json.loads((tmp_path / "out" / "unseen.json").read_text())
+    assert written["splits"][0]["unseen"] == 3
+
+    result = runner.invoke(app, [*args[:3], str(tmp_path / "missing.spacy")])
+    assert result.exit_code == 1 and "missing.spacy" in result.output
+    spacy.blank("en").to_disk(tmp_path / "no_ner")
+    result = runner.invoke(app, ["unseen-entities", str(tmp_path / "no_ner"), *args[2:]])
+    assert result.exit_code == 1 and "sets entities" in result.output

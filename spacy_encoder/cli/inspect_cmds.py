@@ -139,3 +139,46 @@ def plot_training(
         records = insp.read_training_log(log)
         path = insp.plot_training(records, output, title=str(log), dpi=dpi)
     msg.good(f"{path}: {len(records)} evaluations, steps {records[0]['step']} to {records[-1]['step']}")
+
+
+@app.command("unseen-entities")
+def unseen_entities(
+    model: ModelArg,
+    train: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names were seen.")],
+    eval_paths: Annotated[list[Path], typer.Argument(metavar="EVAL...", help="Evaluation corpora (.spacy), e.g. dev and test.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the numbers as JSON.")] = None,
+) -> None:
+    """Entity recall on names seen and unseen in TRAIN, for each EVAL corpus."""
+    import json
+
+    from spacy.tokens import DocBin
+
+    with _fail_cleanly():
+        nlp = _load(model)
+        if not any("doc.ents" in nlp.get_pipe_meta(name).assigns for name in nlp.pipe_names):
+            raise insp.InspectError(f"'{model}' has no component that sets entities (pipes: {', '.join(nlp.pipe_names) or 'none'})")
+
+        def read(path: Path) -> list:
+            if not path.is_file():
+                raise insp.InspectError(f"{path}: no such corpus file")
+            try:
+                return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+            except Exception as err:  # a wrong or corrupt file: say which one
+                raise insp.InspectError(f"{path}: not a spaCy DocBin ({type(err).__name__}: {err})") from None
+
+        train_docs = read(train)
+        rows = [insp.seen_unseen_recall(nlp, train_docs, read(path), name=str(path)).as_dict() for path in eval_paths]
+
+    def pct(value: Optional[float]) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    msg.table(
+        [(r["name"], f"{r['entities']:,}", f"{r['unseen']:,} ({pct(r['unseen_share'])}%)", pct(r["seen_recall"]), pct(r["unseen_recall"])) for r in rows],
+        header=("corpus", "entities", "unseen in TRAIN", "recall seen", "recall unseen"),
+        aligns=("l", "r", "r", "r", "r"),
+        divider=True,
+    )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"model": model, "train": str(train), "splits": rows}, indent=2) + "\n")
+        msg.good(f"Wrote {output}")
