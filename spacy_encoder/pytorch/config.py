@@ -5,7 +5,7 @@ builders and the export command all reject the same bad values with the same mes
 Field names match the builder arguments so the message names the config field.
 """
 from dataclasses import dataclass, field
-from typing import List, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 POSITION_KINDS: Tuple[str, ...] = ("rotary", "sinusoidal", "learned", "none")
 
@@ -95,6 +95,20 @@ class EncoderConfig:
         check_windows(self.max_length, self.window_stride)
 
 
+def feature_dropout_rates(value: Union[float, Sequence[float]], n_attrs: int) -> List[float]:
+    """One word-dropout rate per attribute, from one rate for all or a list of them.
+
+    Shared by `EmbedConfig` and `HashEmbed`, so both reject the same values alike.
+    """
+    rates = list(value) if isinstance(value, (list, tuple)) else [value] * n_attrs
+    if len(rates) != n_attrs:
+        raise EncoderConfigError("feature_dropout", value, f"Expected one float, or one per attribute ({n_attrs} attrs).")
+    for rate in rates:
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+            raise EncoderConfigError("feature_dropout", value, "Expected a float in [0, 1), or a list of them.")
+    return [float(rate) for rate in rates]
+
+
 def check_windows(max_length: int, window_stride: int) -> None:
     """The window settings, also checked alone where a saved graph replaces the config."""
     if max_length < 2:
@@ -147,13 +161,4 @@ class EmbedConfig:
             fail("n_hashes", self.n_hashes, "Expected 1 to 4.")
         if not 0.0 <= self.dropout < 1.0:
             fail("embed_dropout", self.dropout, "Expected a float in [0, 1).")
-        rates = self.feature_dropout if isinstance(self.feature_dropout, (list, tuple)) else [self.feature_dropout]
-        if isinstance(self.feature_dropout, (list, tuple)) and len(rates) != len(self.attrs):
-            fail(
-                "feature_dropout",
-                self.feature_dropout,
-                f"Expected one float or one rate per attribute ({len(self.attrs)} attrs).",
-            )
-        for rate in rates:
-            if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
-                fail("feature_dropout", self.feature_dropout, "Expected a float in [0, 1), or a list of them.")
+        feature_dropout_rates(self.feature_dropout, len(self.attrs))

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.jit import Final
 
+from .config import feature_dropout_rates
+
 # A Mersenne prime: (a * lo + b * hi + c) % P with a, b, c < P and lo, hi < 2**32
 # stays below 2**63, so the hash never overflows int64 on any backend.
 _PRIME = 2147483647
@@ -50,12 +52,7 @@ class HashEmbed(nn.Module):
         self.prime = _PRIME
         self.low_32 = _LOW_32
         n_attrs = len(rows)
-        if isinstance(feature_dropout, (int, float)):
-            rates = [float(feature_dropout)] * n_attrs
-        else:
-            rates = [float(rate) for rate in feature_dropout]
-        if len(rates) != n_attrs:
-            raise ValueError(f"feature_dropout: expected {n_attrs} rates (one per attribute), got {len(rates)}")
+        rates = feature_dropout_rates(feature_dropout, n_attrs)
         self.use_feature_dropout = max(rates) > 0.0
         # Not persistent: a training setting, not part of what the weights mean.
         self.register_buffer("feature_dropout", torch.tensor(rates).view(1, 1, n_attrs, 1), persistent=False)
