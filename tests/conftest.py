@@ -23,3 +23,12 @@ def shared_corpus(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (research-only corpora live in ../shared/corpora, not in the repo)")
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/v1.json from the code as it is (only for a new registered name)",
+    )
