@@ -16,7 +16,14 @@ from thinc.types import Floats2d
 
 from .layers import pad_empty, torch_layer, transformer_encoder, transformer_tok2vec
 from .pytorch.config import check_windows
-from .pytorch import EmbedConfig, EncoderConfig, EncoderConfigError, Tok2VecEncoder, TransformerEncoder
+from .pytorch import (
+    EmbedConfig,
+    EncoderConfig,
+    EncoderConfigError,
+    Tok2VecEncoder,
+    TransformerEncoder,
+    VectorsTok2VecEncoder,
+)
 
 logger = logging.getLogger("spacy_encoder")
 
@@ -74,7 +81,71 @@ def build_transformer_tok2vec_v1(
         whole words more often than their affixes and shape). Defaults to 0 (off), so
         configs written before it keep their meaning.
     """
-    with _config_errors("spacy-encoder.TransformerTok2Vec.v1"):
+    # locals() is exactly the arguments here, at the top of the builder.
+    return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v1", vectors_width=0, vectors_dropout=0.0, **locals())
+
+
+def build_transformer_tok2vec_v2(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    attrs: List[str],
+    rows: List[int],
+    n_hashes: int,
+    positions: str,
+    local_window: int,
+    norm_first: bool,
+    dropout: float,
+    embed_dropout: float,
+    feature_dropout: Union[float, List[float]],
+    vectors_width: int,
+    vectors_dropout: float,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+) -> Model[List[Doc], List[Floats2d]]:
+    """`spacy-encoder.TransformerTok2Vec.v1` with static word vectors as an input, as
+    spaCy's `MultiHashEmbed.v2` with `include_static_vectors = true`: each token's row of
+    the pipeline's vectors (`[initialize] vectors`; zeros for words the table lacks) is
+    projected to `width` and mixed with the hashed attributes. The table is not trained
+    and not copied into the encoder's weights: it is saved once, with the vocab, so a
+    saved pipeline needs no access to the original vectors.
+
+    vectors_width (int): Width of the pipeline's vectors: 300 for en_core_web_md/lg, 50
+        for GloVe 6B 50d. 0 turns vectors off (then the model equals v1's). A pipeline
+        whose vectors have another width fails at initialization, naming both.
+    vectors_dropout (float): In training, the chance that one token's vector is zeroed,
+        so that the model also learns to read words the table lacks. Recommended: 0 to 0.2.
+    feature_dropout (Union[float, List[float]]): As in v1, required here.
+    Other arguments as in `spacy-encoder.TransformerTok2Vec.v1`.
+    """
+    return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v2", **locals())
+
+
+def _build_tok2vec(
+    name: str,
+    *,
+    attrs: List[str],
+    rows: List[int],
+    width: int,
+    max_length: int,
+    window_stride: int,
+    n_hashes: int,
+    embed_dropout: float,
+    feature_dropout: Union[float, List[float]],
+    vectors_width: int,
+    vectors_dropout: float,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+    **encoder_settings: Any,
+) -> Model[List[Doc], List[Floats2d]]:
+    """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
+    with _config_errors(name):
         embed_config = EmbedConfig(
             attrs=list(attrs),
             rows=list(rows),
@@ -82,24 +153,26 @@ def build_transformer_tok2vec_v1(
             n_hashes=n_hashes,
             dropout=embed_dropout,
             feature_dropout=feature_dropout,
+            vectors_width=vectors_width,
+            vectors_dropout=vectors_dropout,
         )
         encoder_config = EncoderConfig(
-            width=width,
-            depth=depth,
-            n_heads=n_heads,
-            ff_width=ff_width,
-            positions=positions,
-            local_window=local_window,
-            norm_first=norm_first,
-            dropout=dropout,
-            max_length=max_length,
-            window_stride=window_stride,
+            width=width, max_length=max_length, window_stride=window_stride, **encoder_settings
         )
         _check_attrs(attrs)
-    module = Tok2VecEncoder(embed_config, encoder_config)
+    if vectors_width:
+        module: torch.nn.Module = VectorsTok2VecEncoder(embed_config, encoder_config)
+    else:
+        module = Tok2VecEncoder(embed_config, encoder_config)
     torch_layer = _wrap(module, width, mixed_precision, grad_scaler_config, torchscript)
     return transformer_tok2vec(
-        torch_layer, attrs=list(attrs), width=width, max_length=max_length, window_stride=window_stride
+        torch_layer,
+        attrs=list(attrs),
+        width=width,
+        max_length=max_length,
+        window_stride=window_stride,
+        vectors_width=vectors_width,
+        architecture=name,
     )
 
 
@@ -164,6 +237,36 @@ def build_scripted_tok2vec_v1(
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_tok2vec(
         torch_layer, attrs=list(attrs), width=width, max_length=max_length, window_stride=window_stride
+    )
+
+
+def build_scripted_tok2vec_v2(
+    *,
+    width: int,
+    attrs: List[str],
+    vectors_width: int,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+) -> Model[List[Doc], List[Floats2d]]:
+    """The TorchScript counterpart of `spacy-encoder.TransformerTok2Vec.v2`, loaded from
+    a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`). `vectors_width` must
+    match the saved module and the pipeline's vectors."""
+    name = "spacy-encoder.ScriptedTok2Vec.v2"
+    with _config_errors(name):
+        _check_attrs(attrs)
+        check_windows(max_length, window_stride)
+        EmbedConfig(attrs=list(attrs), rows=[1] * len(attrs), vectors_width=vectors_width)
+    torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
+    return transformer_tok2vec(
+        torch_layer,
+        attrs=list(attrs),
+        width=width,
+        max_length=max_length,
+        window_stride=window_stride,
+        vectors_width=vectors_width,
+        architecture=name,
     )
 
 

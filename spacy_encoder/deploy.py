@@ -17,12 +17,16 @@ from thinc.api import Model
 
 from . import __version__
 from .architectures import quiet_jit, script_encoder
-from .pytorch import DocEncoder
+from .pytorch import DocEncoder, VectorsDocEncoder
 
 SCRIPTED = {
     "spacy-encoder.TransformerTok2Vec.v1": (
         "spacy-encoder.ScriptedTok2Vec.v1",
         ["width", "attrs", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
+    "spacy-encoder.TransformerTok2Vec.v2": (
+        "spacy-encoder.ScriptedTok2Vec.v2",
+        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
     "spacy-encoder.TransformerEncoder.v1": (
         "spacy-encoder.ScriptedEncoder.v1",
@@ -103,6 +107,7 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
     node = nodes[0]
     module = node.layers[0].shims[0]._model.eval()
     attrs = node.attrs
+    vectors_width = attrs.get("vectors_width", 0)
     description: Dict[str, Any] = {
         "format": fmt,
         "spacy_encoder_version": __version__,
@@ -116,27 +121,42 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
             "as int64; hashing into the embedding tables happens inside the module"
         ),
     }
+    if vectors_width:
+        description["vectors_width"] = vectors_width
+        description["vectors"] = (
+            "each token's row of the pipeline's nlp.vocab.vectors (float32, zeros where the table "
+            "has no row for the token's ORTH key), looked up outside the module as spaCy's "
+            "StaticVectors does: the table is saved once, with the pipeline's vocab, and the "
+            "key-to-row map is spaCy's, so the file holds only the trained projection"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         with quiet_jit():
-            scripted = torch.jit.script(DocEncoder(module, attrs["max_length"], attrs["window_stride"]))
+            doc_encoder = VectorsDocEncoder if vectors_width else DocEncoder
+            scripted = torch.jit.script(doc_encoder(module, attrs["max_length"], attrs["window_stride"]))
             torch.jit.save(scripted, str(output))
         description["inputs"] = {"ids": "(n_tokens, n_attrs) int64, one doc"}
+        if vectors_width:
+            description["inputs"]["vectors"] = f"(n_tokens, {vectors_width}) float32, one doc"
         description["output"] = "(n_tokens, width) float32; long docs are windowed and stitched inside"
     elif fmt == "export":
         if isinstance(module, torch.jit.ScriptModule):
             raise DeployError(f"{model_path}: the encoder is already TorchScript; export the eager pipeline.")
-        example = (torch.zeros((2, 4, len(attrs["attrs"])), dtype=torch.int64), torch.tensor([4, 2]))
+        ids = torch.zeros((2, 4, len(attrs["attrs"])), dtype=torch.int64)
         batch = torch.export.Dim("batch", min=1, max=65536)
         seq = torch.export.Dim("seq", min=1, max=attrs["max_length"])
-        program = torch.export.export(
-            module, example, dynamic_shapes={"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
-        )
+        inputs: Dict[str, str] = {"ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded"}
+        if vectors_width:
+            example: Tuple[torch.Tensor, ...] = (ids, torch.zeros((2, 4, vectors_width)), torch.tensor([4, 2]))
+            shapes = {"ids": {0: batch, 1: seq}, "vectors": {0: batch, 1: seq}, "lengths": {0: batch}}
+            inputs["vectors"] = f"(batch, seq, {vectors_width}) float32, padded"
+        else:
+            example = (ids, torch.tensor([4, 2]))
+            shapes = {"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
+        inputs["lengths"] = "(batch,) int64, real tokens per row"
+        program = torch.export.export(module, example, dynamic_shapes=shapes)
         torch.export.save(program, str(output))
-        description["inputs"] = {
-            "ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded",
-            "lengths": "(batch,) int64, real tokens per row",
-        }
+        description["inputs"] = inputs
         description["output"] = "(batch, seq, width) float32; padding rows are zero"
         description["windows"] = (
             "docs longer than max_length: windows of max_length tokens starting every window_stride "

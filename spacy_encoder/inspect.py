@@ -22,7 +22,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from .layers import doc_windows, extract_features
+from .layers import doc_windows, extract_features, static_vectors
 
 TOK2VEC_NODE = "spacy-encoder.tok2vec"
 VIZ_HINT = "pip install spacy-encoder[viz]"
@@ -126,8 +126,16 @@ class Inspection:
         return self.weights[0].shape[0] if self.weights else 0
 
 
-def _run_window(node: Model, ids: numpy.ndarray) -> Tuple[List[numpy.ndarray], List[numpy.ndarray]]:
-    """`forward_with_weights` on one window of (n, F) ids, as a batch of one.
+def _doc_vectors(node: Model, doc: Doc) -> Optional[numpy.ndarray]:
+    """(n, V) static vectors of the doc's tokens, for encoders that take them."""
+    return numpy.asarray(static_vectors(node, [doc])) if node.attrs.get("vectors_width") else None
+
+
+def _run_window(
+    node: Model, ids: numpy.ndarray, vectors: Optional[numpy.ndarray] = None
+) -> Tuple[List[numpy.ndarray], List[numpy.ndarray]]:
+    """`forward_with_weights` on one window of (n, F) ids (and (n, V) static vectors,
+    for encoders that take them), as a batch of one.
     Returns the states (n, D) and each layer's weights (H, n, n), float32 numpy."""
     shim = node.layers[0].shims[0]
     module = torch_module(node)
@@ -138,7 +146,11 @@ def _run_window(node: Model, ids: numpy.ndarray) -> Tuple[List[numpy.ndarray], L
     module.eval()  # no dropout; thinc's predict leaves the module in train mode
     try:
         with torch.no_grad(), torch.autocast(device_type="cuda", enabled=bool(shim._mixed_precision)):
-            states, weights = module.forward_with_weights(ids_t, lengths)
+            if vectors is None:
+                states, weights = module.forward_with_weights(ids_t, lengths)
+            else:
+                vectors_t = torch.from_numpy(numpy.ascontiguousarray(vectors)).unsqueeze(0).to(device)  # (1, n, V)
+                states, weights = module.forward_with_weights(ids_t, vectors_t, lengths)
     finally:
         module.train(was_training)
     return (
@@ -204,7 +216,8 @@ def inspect_window(node: Model, doc: Doc, token: int = 0, component: str = "") -
     windows = doc_windows(n, max_length, stride)
     start, length, _, _ = _window_for(windows, token)
     ids = extract_features([doc], node.attrs["attr_ids"])[start : start + length]  # (n, F)
-    states, weights = _run_window(node, ids)
+    vectors = _doc_vectors(node, doc)
+    states, weights = _run_window(node, ids, None if vectors is None else vectors[start : start + length])
     return Inspection(
         component=component,
         tokens=[t.text for t in doc[start : start + length]],
@@ -232,10 +245,12 @@ def inspect_doc(node: Model, doc: Doc, component: str = "") -> Inspection:
     max_length, stride = node.attrs["max_length"], node.attrs["window_stride"]
     windows = doc_windows(n, max_length, stride)
     ids = extract_features([doc], node.attrs["attr_ids"])  # (n, F)
+    vectors = _doc_vectors(node, doc)
     stitched: List[numpy.ndarray] = []
     weights: List[numpy.ndarray] = []
     for start, length, own_start, own_end in windows:
-        states, window_weights = _run_window(node, ids[start : start + length])
+        window_vectors = None if vectors is None else vectors[start : start + length]
+        states, window_weights = _run_window(node, ids[start : start + length], window_vectors)
         if not stitched:
             stitched = [numpy.zeros((n, s.shape[1]), dtype="float32") for s in states]
         for whole, part in zip(stitched, states):

@@ -20,7 +20,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import torch
-from spacy.attrs import intify_attr
+from spacy.attrs import ORTH, intify_attr
 from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, TorchScriptShim, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
@@ -121,10 +121,13 @@ def run_windows(
     is_train: bool,
     *,
     pad_value: Any,
+    static: Optional[Any] = None,
 ) -> Tuple[Floats2d, Callable[[Floats2d], Optional[Any]]]:
     """Run `torch_layer` over the windows and buckets of a flat token array.
 
     X: (sum n_i, ...) one row per token (feature ids or vectors).
+    static: (sum n_i, V) static vectors per token, or None. Padded with zeros and
+        passed to the torch layer after X; they get no gradient.
     Returns (sum n_i, D) and a backprop callback giving the gradient of X (or None
     when X holds ids).
     """
@@ -137,6 +140,9 @@ def run_windows(
     # One fancy-index copy pads every bucket: (sum B*T, ...) then a view per bucket.
     pad_row = ops.xp.full((1,) + X.shape[1:], pad_value, dtype=X.dtype)
     X_padded = ops.xp.concatenate([X, pad_row])[ops.asarray(plan.source)]  # (sum B*T, ...)
+    if static is not None:
+        zero_row = ops.xp.zeros((1, static.shape[1]), dtype=static.dtype)
+        S_padded = ops.xp.concatenate([static, zero_row])[ops.asarray(plan.source)]  # (sum B*T, V)
     outputs = []
     callbacks = []
     row = 0
@@ -144,7 +150,12 @@ def run_windows(
         n_rows = end - first
         Xb = X_padded[row : row + n_rows * seq_len].reshape((n_rows, seq_len) + X.shape[1:])  # (B, T, ...)
         lengths = plan.lengths[first:end]  # (B,)
-        Yb, backprop_b = torch_layer((Xb, lengths), is_train)  # (B, T, D)
+        if static is None:
+            inputs: Tuple[Any, ...] = (Xb, lengths)
+        else:
+            Sb = S_padded[row : row + n_rows * seq_len].reshape((n_rows, seq_len, static.shape[1]))  # (B, T, V)
+            inputs = (Xb, Sb, lengths)
+        Yb, backprop_b = torch_layer(inputs, is_train)  # (B, T, D)
         outputs.append(Yb.reshape((-1, width)))
         callbacks.append(backprop_b)
         row += n_rows * seq_len
@@ -303,12 +314,14 @@ def torch_layer(
 # --- The PyTorch wrapper's converters ------------------------------------------------
 
 
-def convert_inputs(model: Model, inputs: Tuple[Any, Ints1d], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
-    """(padded X (B, T, F|D), lengths (B,)) to torch. Feature ids need no gradient."""
+def convert_inputs(model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    """(padded X (B, T, F|D), [static vectors (B, T, V),] lengths (B,)) to torch.
+    Feature ids and static vectors need no gradient."""
     device = model.shims[0].device
-    X, lengths = inputs
-    needs_grad = is_train and X.dtype.kind == "f"
+    X, *static, lengths = inputs
+    needs_grad = is_train and X.dtype.kind == "f" and not static
     Xt = xp2torch(X, requires_grad=needs_grad, device=device)
+    St = [xp2torch(S, device=device) for S in static]
     Lt = xp2torch(model.ops.xp.asarray(lengths, dtype="int64"), device=device)
 
     def backprop(dX: ArgsKwargs) -> Optional[Any]:
@@ -316,7 +329,7 @@ def convert_inputs(model: Model, inputs: Tuple[Any, Ints1d], is_train: bool) -> 
             return None
         return torch2xp(dX.args[0])  # (B, T, D)
 
-    return ArgsKwargs(args=(Xt, Lt), kwargs={}), backprop
+    return ArgsKwargs(args=(Xt, *St, Lt), kwargs={}), backprop
 
 
 def convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool) -> Tuple[Any, Callable]:
@@ -338,13 +351,23 @@ def convert_outputs(model: Model, inputs_outputs: Tuple[Any, Any], is_train: boo
 
 
 def transformer_tok2vec(
-    torch_layer: Model, *, attrs: List[str], width: int, max_length: int, window_stride: int
+    torch_layer: Model,
+    *,
+    attrs: List[str],
+    width: int,
+    max_length: int,
+    window_stride: int,
+    vectors_width: int = 0,
+    architecture: str = "spacy-encoder.TransformerTok2Vec.v1",
 ) -> Model[List[Doc], List[Floats2d]]:
     """Docs to one (n_tokens, width) array each, through `torch_layer` (a wrapped
-    `Tok2VecEncoder`)."""
+    `Tok2VecEncoder`, or `VectorsTok2VecEncoder` when `vectors_width` > 0: then each
+    token's row of `doc.vocab.vectors` is looked up and passed in beside its ids).
+    `architecture` names the registered builder in error messages."""
     return Model(
         "spacy-encoder.tok2vec",
         _tok2vec_forward,
+        init=_tok2vec_init if vectors_width else None,
         layers=[torch_layer],
         dims={"nO": width},
         attrs={
@@ -352,8 +375,64 @@ def transformer_tok2vec(
             "attrs": list(attrs),
             "max_length": max_length,
             "window_stride": window_stride,
+            "vectors_width": vectors_width,
+            "architecture": architecture,
         },
     )
+
+
+def _tok2vec_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
+    # The module's shapes come from the config; the vectors come with the vocab,
+    # loaded by [initialize] vectors before the components are initialized.
+    if X:
+        problem = vectors_mismatch(X[0].vocab.vectors, model.attrs["vectors_width"])
+        if problem:
+            from confection import ConfigValidationError
+
+            raise ConfigValidationError(
+                title=f"Invalid settings for {model.attrs['architecture']}",
+                errors=[{"loc": ["vectors_width"], "msg": problem}],
+                show_config=False,
+            )
+
+
+def vectors_mismatch(table: Any, vectors_width: int) -> Optional[str]:
+    """Why the pipeline's vectors cannot feed an encoder built for `vectors_width`, or None."""
+    n_rows, table_width = table.shape if table.shape else (0, 0)
+    if n_rows == 0 or table_width == 0:
+        return (
+            f"vectors_width is {vectors_width}, but the pipeline's vocab has no vectors: set "
+            "[initialize] vectors (e.g. --paths.vectors en_core_web_md, or a `spacy init vectors` "
+            "folder), or use vectors_width = 0."
+        )
+    if table_width != vectors_width:
+        return (
+            f"vectors_width is {vectors_width}, but the pipeline's vectors have width {table_width}: "
+            f"use the vectors the encoder was built for, or vectors_width = {table_width} (and retrain)."
+        )
+    return None
+
+
+def static_vectors(model: Model, docs: Sequence[Doc]) -> Any:
+    """Each token's static vector, looked up as spaCy's `StaticVectors` does (the
+    vectors' own key attribute, ORTH by default; floret tables hash subwords): key to
+    row, and zeros for a token with no row. :return: (sum n_i, V) float32."""
+    width = model.attrs["vectors_width"]
+    docs = [doc for doc in docs if len(doc)]
+    if not docs:
+        return model.ops.alloc2f(0, width)
+    table = docs[0].vocab.vectors
+    problem = vectors_mismatch(table, width)
+    if problem:
+        raise ValueError(f"{model.attrs['architecture']}: {problem}")
+    key_attr = getattr(table, "attr", ORTH)
+    keys = numpy.concatenate([doc.to_array(key_attr) for doc in docs]).astype("uint64")
+    if table.mode == "floret":
+        return model.ops.asarray2f(table.get_batch(keys), dtype="float32")
+    rows = model.ops.asarray(table.find(keys=keys))
+    V = model.ops.asarray2f(model.ops.asarray(table.data)[rows], dtype="float32")
+    V[rows < 0] = 0.0
+    return V
 
 
 def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
@@ -361,7 +440,8 @@ def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Lis
     doc_lengths = [len(doc) for doc in docs]
     ids = extract_features(docs, model.attrs["attr_ids"])  # (sum n_i, F)
     ids = model.ops.asarray(ids)
-    Y, backprop_windows = run_windows(model, torch_layer, ids, doc_lengths, is_train, pad_value=0)
+    static = static_vectors(model, docs) if model.attrs.get("vectors_width") else None  # (sum n_i, V)
+    Y, backprop_windows = run_windows(model, torch_layer, ids, doc_lengths, is_train, pad_value=0, static=static)
     Ys = model.ops.unflatten(Y, model.ops.asarray1i(doc_lengths)) if docs else []
 
     def backprop(dYs: List[Floats2d]) -> List[Doc]:

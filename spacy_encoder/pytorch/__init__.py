@@ -2,9 +2,9 @@
 from .attention import SelfAttention, keep_mask
 from .block import EncoderLayer, FeedForward
 from .config import POSITION_KINDS, EmbedConfig, EncoderConfig, EncoderConfigError
-from .embeddings import HashEmbed
-from .encoder import TransformerEncoder, Tok2VecEncoder
-from .windows import DocEncoder, doc_windows
+from .embeddings import HashEmbed, HashVectorEmbed
+from .encoder import TransformerEncoder, Tok2VecEncoder, VectorsTok2VecEncoder
+from .windows import DocEncoder, VectorsDocEncoder, doc_windows
 
 __all__ = [
     "POSITION_KINDS",
@@ -15,9 +15,12 @@ __all__ = [
     "EncoderLayer",
     "FeedForward",
     "HashEmbed",
+    "HashVectorEmbed",
     "SelfAttention",
     "Tok2VecEncoder",
     "TransformerEncoder",
+    "VectorsDocEncoder",
+    "VectorsTok2VecEncoder",
     "doc_windows",
     "keep_mask",
 ]

@@ -137,6 +137,10 @@ class EmbedConfig:
         model read a word through its prefix, suffix, shape and context, as it
         must for names it never saw in training. One rate for every attribute, or a
         list with one rate per attribute (same order as `attrs`).
+    vectors_width: width of the static vectors mixed in beside the hashed features
+        (the pipeline's `vocab.vectors`, e.g. 300 for en_core_web_md); 0 = none.
+    vectors_dropout: in training, the chance that one token's static vector is zeroed
+        (as for a word the table does not have).
     """
 
     attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
@@ -145,6 +149,8 @@ class EmbedConfig:
     n_hashes: int = 2
     dropout: float = 0.1
     feature_dropout: Union[float, List[float]] = 0.0
+    vectors_width: int = 0
+    vectors_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, value: object, why: str) -> None:
@@ -162,3 +168,11 @@ class EmbedConfig:
         if not 0.0 <= self.dropout < 1.0:
             fail("embed_dropout", self.dropout, "Expected a float in [0, 1).")
         feature_dropout_rates(self.feature_dropout, len(self.attrs))
+        if not isinstance(self.vectors_width, int) or isinstance(self.vectors_width, bool) or self.vectors_width < 0:
+            fail("vectors_width", self.vectors_width, "Expected 0 (no static vectors) or the vectors' width, e.g. 300.")
+        if (
+            not isinstance(self.vectors_dropout, (int, float))
+            or isinstance(self.vectors_dropout, bool)
+            or not 0.0 <= self.vectors_dropout < 1.0
+        ):
+            fail("vectors_dropout", self.vectors_dropout, "Expected a float in [0, 1).")

@@ -77,13 +77,71 @@ class HashEmbed(nn.Module):
         hashed = (low * a + high * b + c) % self.prime  # (B, T, K, F)
         return hashed % self.rows + self.offsets
 
-    def forward(self, ids: Tensor) -> Tensor:
-        """:param ids: (B, T, F) int64. :return: (B, T, D)."""
+    def features(self, ids: Tensor) -> Tensor:
+        """One vector per attribute, after word dropout.
+
+        :param ids: (B, T, F) int64. :return: (B, T, F, D).
+        """
         batch, seq_len, n_attrs = ids.shape
         vectors = self.table(self.row_ids(ids)).sum(dim=2)  # (B, T, F, D)
         if self.training and self.use_feature_dropout:
             # Not rescaled: a dropped attribute looks like an id the table never saw.
             kept = torch.rand(batch, seq_len, n_attrs, 1, device=ids.device) >= self.feature_dropout  # (B, T, F, 1)
             vectors = vectors * kept.to(vectors.dtype)
-        vectors = vectors.reshape(batch, seq_len, -1)  # (B, T, F*D)
+        return vectors
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """:param ids: (B, T, F) int64. :return: (B, T, D)."""
+        batch, seq_len, _ = ids.shape
+        vectors = self.features(ids).reshape(batch, seq_len, -1)  # (B, T, F*D)
         return self.dropout(self.norm(self.mix(vectors)))
+
+
+class HashVectorEmbed(HashEmbed):
+    """`HashEmbed` with static word vectors mixed in, as spaCy's `MultiHashEmbed` with
+    `include_static_vectors`: each token's vector (a row of the pipeline's
+    `vocab.vectors`, zeros where the table has none) is projected to D and mixed with
+    the hashed attributes as one more feature.
+
+    The vector table itself is not a parameter of this module: the Thinc layer looks
+    the rows up in the vocab (saved once, with the pipeline's vocab) and passes them
+    in, so checkpoints hold only the projection.
+
+    :param vectors_width: width V of the static vectors.
+    :param vectors_dropout: in training, the chance that one token's vector is zeroed.
+    Other parameters as in `HashEmbed`.
+    """
+
+    use_vectors_dropout: Final[bool]
+    vectors_dropout: Final[float]
+
+    def __init__(
+        self,
+        rows: List[int],
+        width: int,
+        n_hashes: int,
+        dropout: float,
+        feature_dropout: Union[float, Sequence[float]],
+        vectors_width: int,
+        vectors_dropout: float,
+    ) -> None:
+        super().__init__(rows, width, n_hashes, dropout, feature_dropout)
+        self.vectors_dropout = float(vectors_dropout)
+        self.use_vectors_dropout = vectors_dropout > 0.0
+        # No bias: a token without a vector (all zeros) projects to zero, like an
+        # unseen hashed id, and the mix learns what that means.
+        self.vectors_proj = nn.Linear(vectors_width, width, bias=False)
+        self.mix = nn.Linear((len(rows) + 1) * width, width)
+
+    def forward(self, ids: Tensor, vectors: Tensor) -> Tensor:  # type: ignore[override]
+        """:param ids: (B, T, F) int64. :param vectors: (B, T, V) static vectors.
+        :return: (B, T, D).
+        """
+        batch, seq_len, _ = ids.shape
+        hashed = self.features(ids).reshape(batch, seq_len, -1)  # (B, T, F*D)
+        projected = self.vectors_proj(vectors.to(hashed.dtype))  # (B, T, D)
+        if self.training and self.use_vectors_dropout:
+            kept = torch.rand(batch, seq_len, 1, device=ids.device) >= self.vectors_dropout  # (B, T, 1)
+            projected = projected * kept.to(projected.dtype)
+        mixed = self.mix(torch.cat([hashed, projected], dim=-1))  # (B, T, D)
+        return self.dropout(self.norm(mixed))

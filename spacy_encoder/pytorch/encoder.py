@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from .attention import keep_mask
 from .block import EncoderLayer, LocalConvolution, NoLocalContext
 from .config import EmbedConfig, EncoderConfig
-from .embeddings import HashEmbed
+from .embeddings import HashEmbed, HashVectorEmbed
 from .positions import LearnedPositions, NoPositions, RotaryPositions, SinusoidalPositions
 
 
@@ -101,6 +101,43 @@ class Tok2VecEncoder(nn.Module):
     def forward_with_weights(self, ids: Tensor, lengths: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
         """See `TransformerEncoder.forward_with_weights`; states[0] is after embedding."""
         embedded = self.embed(ids)
+        states, weights = self.encoder.forward_with_weights(embedded, lengths)
+        return [embedded] + states, weights
+
+
+class VectorsTok2VecEncoder(nn.Module):
+    """`Tok2VecEncoder` with static vectors: `HashVectorEmbed` then `TransformerEncoder`.
+
+    :param embed: embedding hyper-parameters (`vectors_width` > 0).
+    :param encoder: encoder hyper-parameters.
+    """
+
+    def __init__(self, embed: EmbedConfig, encoder: EncoderConfig) -> None:
+        super().__init__()
+        self.embed = HashVectorEmbed(
+            embed.rows,
+            encoder.width,
+            embed.n_hashes,
+            embed.dropout,
+            embed.feature_dropout,
+            embed.vectors_width,
+            embed.vectors_dropout,
+        )
+        self.encoder = TransformerEncoder(encoder)
+
+    def forward(self, ids: Tensor, vectors: Tensor, lengths: Tensor) -> Tensor:
+        """:param ids: (B, T, F) int64 attribute ids. :param vectors: (B, T, V) float
+        static vectors (zeros for tokens without one). :param lengths: (B,) int64.
+        :return: (B, T, D); padding positions are zero.
+        """
+        return self.encoder(self.embed(ids, vectors), lengths)
+
+    @torch.jit.export
+    def forward_with_weights(
+        self, ids: Tensor, vectors: Tensor, lengths: Tensor
+    ) -> Tuple[List[Tensor], List[Tensor]]:
+        """See `TransformerEncoder.forward_with_weights`; states[0] is after embedding."""
+        embedded = self.embed(ids, vectors)
         states, weights = self.encoder.forward_with_weights(embedded, lengths)
         return [embedded] + states, weights
 
