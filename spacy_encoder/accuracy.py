@@ -56,33 +56,40 @@ class Run:
     budget: str  # "default" or "equal"
     max_steps: int
     eval_frequency: Optional[int]
+    vectors: Optional[str] = None  # the same static vectors for every system, or None
 
     @property
     def name(self) -> str:
-        return f"{self.task.name}-{self.system}-{self.budget}"
+        with_vectors = "-vectors" if self.vectors else ""
+        return f"{self.task.name}-{self.system}{with_vectors}-{self.budget}"
 
 
-def base_config(task: Task, system: str, configs_dir: Path) -> Config:
-    """The config a user of `system` would start from, not interpolated."""
+def base_config(task: Task, system: str, configs_dir: Path, vectors: Optional[str] = None) -> Config:
+    """The config a user of `system` would start from, not interpolated. With
+    `vectors` (a folder or package name), every system gets those static vectors: our
+    `<config>_vectors.cfg`, spaCy's configs with `include_static_vectors = true`."""
     optimize = SYSTEMS[system]
     if optimize is None:
-        return Config().from_disk(configs_dir / f"{task.our_config}.cfg", interpolate=False)
-    from spacy.cli.init_config import init_config
+        name = f"{task.our_config}_vectors" if vectors else task.our_config
+        config = Config().from_disk(configs_dir / f"{name}.cfg", interpolate=False)
+    else:
+        from spacy.cli.init_config import init_config
 
-    # The config `python -m spacy init config -p <component> -o <optimize>` writes (CPU).
-    config = init_config(lang="en", pipeline=[task.component], optimize=optimize, gpu=False, silent=True)
-    # No static vectors for anyone: the accuracy config names en_core_web_lg, a download.
-    config["paths"]["vectors"] = None
-    _no_static_vectors(config)
+        # The config `python -m spacy init config -p <component> -o <optimize>` writes (CPU).
+        config = init_config(lang="en", pipeline=[task.component], optimize=optimize, gpu=False, silent=True)
+        # Without `vectors`, no static vectors for anyone: the accuracy config names
+        # en_core_web_lg, a download.
+        _set_static_vectors(config, bool(vectors))
+    config["paths"]["vectors"] = vectors
     return config
 
 
-def _no_static_vectors(section: Dict[str, Any]) -> None:
+def _set_static_vectors(section: Dict[str, Any], include: bool) -> None:
     for key, value in section.items():
         if key == "include_static_vectors":
-            section[key] = False
+            section[key] = include
         elif isinstance(value, dict):
-            _no_static_vectors(value)
+            _set_static_vectors(value, include)
 
 
 def default_steps(config: Config) -> int:
@@ -97,16 +104,18 @@ def plan_runs(
     equal_steps: Optional[int] = None,
     cap_steps: int = 0,
     eval_frequency: Optional[int] = None,
+    vectors: Optional[str] = None,
 ) -> List[Run]:
     """One run per task, system and budget. `equal` gives every system our config's
     step budget (or `equal_steps`); a run whose budget equals another of the same
-    system is planned once, as `default`. `cap_steps` (smoke tests) caps every budget."""
+    system is planned once, as `default`. `cap_steps` (smoke tests) caps every budget.
+    `vectors`: the static vectors every system gets (see `base_config`)."""
     runs: List[Run] = []
     for task_name in tasks:
         task = TASKS[task_name]
-        ours = equal_steps or default_steps(base_config(task, "spacy-encoder", configs_dir))
+        ours = equal_steps or default_steps(base_config(task, "spacy-encoder", configs_dir, vectors))
         for system in systems:
-            default = default_steps(base_config(task, system, configs_dir))
+            default = default_steps(base_config(task, system, configs_dir, vectors))
             steps = {"default": default, "equal": ours}
             seen = set()
             for budget in budgets:
@@ -116,12 +125,12 @@ def plan_runs(
                 if n in seen:
                     continue
                 seen.add(n)
-                runs.append(Run(task, system, budget, n, eval_frequency))
+                runs.append(Run(task, system, budget, n, eval_frequency, vectors))
     return runs
 
 
 def write_run_config(run: Run, corpus_dir: Path, configs_dir: Path, run_dir: Path) -> Path:
-    config = base_config(run.task, run.system, configs_dir)
+    config = base_config(run.task, run.system, configs_dir, run.vectors)
     corpus = corpus_dir / run.task.corpus
     config["paths"]["train"] = str((corpus / "train.spacy").resolve())
     config["paths"]["dev"] = str((corpus / "dev.spacy").resolve())
@@ -254,6 +263,7 @@ def run_one(
         "system": run.system,
         "budget": run.budget,
         "max_steps": run.max_steps,
+        "vectors": run.vectors,
         "command": shlex.join(command),
         "train_wall_seconds": round(wall, 1),
     }
@@ -293,17 +303,18 @@ def markdown(results: List[Dict[str, Any]], header: str) -> str:
                 lines.append(f"| {r['system']} | {r['budget']} | failed: {r['error']} |")
                 continue
             e = r["eval"]
+            system = f"{r['system']} + vectors" if r.get("vectors") else r["system"]
             steps = f"{r['steps']:,} ({r['best_step']:,})"
             wps = f"{r['words_per_second']:,.0f}" if r.get("words_per_second") else "–"
             minutes = f"{r['train_wall_seconds'] / 60:.1f}"
             if task.component == "textcat_multilabel":
                 lines.append(
-                    f"| {r['system']} | {r['budget']} | {steps} | {e['threshold']:.2f} | {e['macro_f']:.3f} | "
+                    f"| {system} | {r['budget']} | {steps} | {e['threshold']:.2f} | {e['macro_f']:.3f} | "
                     f"{e['micro_f']:.3f} | {e['macro_f_at_0_5']:.3f} | {minutes} | {wps} |"
                 )
             else:
                 lines.append(
-                    f"| {r['system']} | {r['budget']} | {steps} | {100 * r['dev_score']:.1f} | {100 * e['headline']:.1f} | {minutes} | {wps} |"
+                    f"| {system} | {r['budget']} | {steps} | {100 * r['dev_score']:.1f} | {100 * e['headline']:.1f} | {minutes} | {wps} |"
                 )
         lines.append("")
     lines += ["Commands (each run's config is in its folder):", ""]

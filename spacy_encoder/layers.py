@@ -24,7 +24,7 @@ from spacy.attrs import ORTH, intify_attr
 from spacy.tokens import Doc
 from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, TorchScriptShim, torch2xp, xp2torch
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
-from thinc.types import Floats2d, Ints1d
+from thinc.types import Floats2d
 
 from .pytorch.windows import doc_windows
 

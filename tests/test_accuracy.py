@@ -49,6 +49,25 @@ def test_run_config_resolves_with_throughput_logger_and_no_vectors(system: str, 
     assert callable(resolved)
 
 
+@pytest.mark.parametrize("system", list(accuracy.SYSTEMS))
+@pytest.mark.parametrize("task", ["conll2003", "sst2"])
+def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str, task: str, tmp_path: Path) -> None:
+    runs = accuracy.plan_runs([task], [system], ["equal"], CONFIGS, vectors="/data/vectors")
+    assert runs[0].name == f"{task}-{system}-vectors-{runs[0].budget}"
+    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    config = Config().from_disk(path, interpolate=False)
+    assert config["paths"]["vectors"] == "/data/vectors"
+    assert config["initialize"]["vectors"] == "${paths.vectors}"
+    text = path.read_text()
+    if system == "spacy-encoder":
+        assert config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.TransformerTok2Vec.v2"
+        assert config["components"]["tok2vec"]["model"]["vectors_width"] == 300
+    elif "include_static_vectors" in text:  # spaCy's efficiency textcat is bag-of-words: no embed layer
+        assert "include_static_vectors = false" not in text and "include_static_vectors = true" in text
+    else:
+        assert (task, system) == ("sst2", "spacy-cnn-efficiency")
+
+
 def test_throughput_logger_writes_words_and_seconds(tmp_path: Path) -> None:
     seen = []
 

@@ -27,10 +27,12 @@ def benchmark_accuracy_command(
     cap_steps: int = typer.Option(0, "--cap-steps", help="Cap every budget (smoke tests; 0: no cap)"),
     eval_frequency: int = typer.Option(0, "--eval-frequency", help="Override every config's eval_frequency (0: keep)"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU for training and evaluation (-1: CPU)"),
+    vectors: str = typer.Option("", "--vectors", help="Static vectors for every system (a folder or package name, as --paths.vectors takes): our *_vectors.cfg configs, spaCy's with include_static_vectors = true"),
 ) -> None:
-    """Train our configs and spaCy's default CNN configs (efficiency and accuracy, no
-    vectors) on the same data and machine, evaluate them alike, and write a markdown
-    table and a JSON file with scores, steps, wall time, words/sec and the commands.
+    """Train our configs and spaCy's default CNN configs (efficiency and accuracy) on
+    the same data and machine, with no static vectors or (`--vectors`) the same ones for
+    every system, evaluate them alike, and write a markdown table and a JSON file with
+    scores, steps, wall time, words/sec and the commands.
 
     CoNLL-2003 is scored on test, SST-2 on dev (its test set has no labels), GoEmotions
     on test with the multi-label threshold chosen on dev. Finished runs are kept and
@@ -54,7 +56,13 @@ def benchmark_accuracy_command(
             "CoNLL-2003 and SST-2 from ../shared/corpora), or run the project's convert-* commands.",
             exits=1,
         )
-    runs = accuracy.plan_runs(tasks, systems, budgets, configs_dir, equal_steps or None, cap_steps, eval_frequency or None)
+    if vectors and not Path(vectors).exists() and not _is_package(vectors):
+        msg.fail(f"--vectors {vectors}: no such folder or installed package.", exits=1)
+    if vectors and Path(vectors).exists():
+        vectors = str(Path(vectors).resolve())  # the run configs live in --work-dir
+    runs = accuracy.plan_runs(
+        tasks, systems, budgets, configs_dir, equal_steps or None, cap_steps, eval_frequency or None, vectors or None
+    )
     msg.info(f"{len(runs)} runs: " + ", ".join(f"{r.name} ({r.max_steps:,} steps)" for r in runs))
     results: List[Dict[str, Any]] = []
     header = _header(cap_steps)
@@ -81,6 +89,12 @@ def benchmark_accuracy_command(
     failed = [r["run"] for r in results if "error" in r]
     if failed:
         msg.fail(f"{len(failed)} runs failed: {', '.join(failed)} (rerun to retry only these)", exits=1)
+
+
+def _is_package(name: str) -> bool:
+    import spacy
+
+    return spacy.util.is_package(name)
 
 
 def _machine() -> Dict[str, Any]:
