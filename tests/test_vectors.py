@@ -281,3 +281,50 @@ def test_vectors_let_the_model_classify_words_it_never_saw():
     for word, label in test_words.items():
         cats = nlp(f"it was {word}").cats
         assert (cats["POSITIVE"] > 0.5) == bool(label), (word, cats)
+
+
+def test_spacy_pretrain_with_the_vectors_objective_reaches_training(tmp_path):
+    """The *_vectors configs pretrain with `spacy.PretrainVectors.v1`: the loss falls,
+    and `init_tok2vec` loads the weights into a training with the same vectors."""
+    import srsly
+    from spacy.training.pretrain import pretrain
+
+    texts = [t for t, _ in NER_DATA + TEXTCAT_DATA] + [LONG_TEXT]
+    vocab_nlp = spacy.blank("en")
+    add_vectors(vocab_nlp, sorted({t.text for text in texts for t in vocab_nlp.make_doc(text)}))
+    vocab_nlp.to_disk(tmp_path / "vectors")
+    srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": t} for t in texts * 3])
+    model = {f"components.tok2vec.model.{k}": v for k, v in SMALL.items()}
+    overrides = {
+        "paths.raw_text": str(tmp_path / "raw.jsonl"),
+        "paths.vectors": str(tmp_path / "vectors"),
+        "pretraining.max_epochs": 3,
+        **model,
+    }
+    config = load_config(REPO / "configs" / "ner_vectors.cfg", overrides=overrides, interpolate=True)
+    assert config["pretraining"]["objective"]["@architectures"] == "spacy.PretrainVectors.v1"
+    (tmp_path / "pretrain").mkdir()
+    pretrain(config, tmp_path / "pretrain", silent=True)
+    log = list(srsly.read_jsonl(tmp_path / "pretrain" / "log.jsonl"))
+    epoch_losses = [row["epoch_loss"] for row in log[:3]]
+    assert epoch_losses[0] > epoch_losses[1] > epoch_losses[2], epoch_losses
+    weights = tmp_path / "pretrain" / "model2.bin"
+
+    def tok2vec(init_tok2vec):
+        config = load_config(
+            REPO / "configs" / "ner_vectors.cfg",
+            overrides={**overrides, "paths.init_tok2vec": init_tok2vec},
+            interpolate=True,
+        )
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+        nlp.initialize(lambda: ner_examples(nlp))
+        return nlp.get_pipe("tok2vec").model, nlp
+
+    reference, nlp = tok2vec(None)
+    doc = nlp.make_doc("Angela Merkel visited Paris .")
+    untrained = reference.predict([doc])[0]
+    reference.from_bytes(weights.read_bytes())
+    expected = reference.predict([doc])[0]
+    loaded, nlp = tok2vec(str(weights))
+    numpy.testing.assert_allclose(loaded.predict([nlp.make_doc(doc.text)])[0], expected, atol=1e-5)
+    assert not numpy.allclose(untrained, expected, atol=1e-3)
