@@ -102,6 +102,7 @@ def build_transformer_tok2vec_v2(
     feature_dropout: Union[float, List[float]],
     vectors_width: int,
     vectors_dropout: float,
+    output_scale: float,
     max_length: int,
     window_stride: int,
     mixed_precision: bool,
@@ -120,6 +121,10 @@ def build_transformer_tok2vec_v2(
         whose vectors have another width fails at initialization, naming both.
     vectors_dropout (float): In training, the chance that one token's vector is zeroed,
         so that the model also learns to read words the table lacks. Recommended: 0 to 0.2.
+    output_scale (float): A constant factor on the output vectors. spaCy's heads start
+        from small weights and learn at Adam's rate, so a larger input makes their early
+        progress faster; LayerNorm's output (mean |x| about 0.8) is smaller than spaCy's
+        CNN tok2vec's (about 3.5). 1.0 leaves it unscaled (as v1).
     feature_dropout (Union[float, List[float]]): As in v1, required here.
     Other arguments as in `spacy-encoder.TransformerTok2Vec.v1`.
     """

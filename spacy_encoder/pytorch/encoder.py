@@ -3,6 +3,7 @@ from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.jit import Final
 
 from .attention import keep_mask
 from .block import EncoderLayer, LocalConvolution, NoLocalContext
@@ -17,9 +18,14 @@ class TransformerEncoder(nn.Module):
     :param config: the validated hyper-parameters.
     """
 
+    output_scale: Final[float]
+    scaled: Final[bool]
+
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         config.validate()
+        self.output_scale = float(config.output_scale)
+        self.scaled = config.output_scale != 1.0
         width = config.width
         head_width = width // config.n_heads
         if config.positions == "sinusoidal":
@@ -59,6 +65,11 @@ class TransformerEncoder(nn.Module):
         x, keep, real = self._prepare(x, lengths)
         for layer in self.layers:
             x = layer(x, keep, real)
+        return self._output(x, real)
+
+    def _output(self, x: Tensor, real: Tensor) -> Tensor:
+        if self.scaled:
+            return self.final_norm(x) * (real * self.output_scale)
         return self.final_norm(x) * real
 
     @torch.jit.export
@@ -76,7 +87,7 @@ class TransformerEncoder(nn.Module):
             x, w = layer.forward_with_weights(x, keep, real)
             states.append(x * real)
             weights.append(w)
-        states[-1] = self.final_norm(x) * real
+        states[-1] = self._output(x, real)
         return states, weights
 
 
