@@ -107,12 +107,24 @@ def test_v2_without_vectors_equals_v1():
     torch.manual_seed(0)
     v1 = vectors_nlp("ner", with_vectors=False, vectors_width=None)
     torch.manual_seed(0)
-    v2 = vectors_nlp(with_vectors=False, vectors_width=0, vectors_dropout=0.0)
+    v2 = vectors_nlp(with_vectors=False, vectors_width=0, vectors_dropout=0.0, output_scale=1.0)
     for nlp in (v1, v2):
         nlp.initialize(lambda: ner_examples(nlp))
     texts = [t for t, _ in NER_DATA] + [LONG_TEXT]
     for a, b in zip(v1.pipe(texts), v2.pipe(texts)):
         numpy.testing.assert_array_equal(a.tensor, b.tensor)
+
+
+def test_output_scale_multiplies_the_output_and_nothing_else():
+    outputs = []
+    for scale in (1.0, 3.0):
+        torch.manual_seed(0)
+        nlp = vectors_nlp(output_scale=scale)
+        nlp.initialize(lambda: ner_examples(nlp))
+        outputs.append([d.tensor for d in nlp.pipe([LONG_TEXT, "I like London", ""])])
+    for one, three in zip(*outputs):
+        numpy.testing.assert_allclose(three, 3.0 * one, rtol=1e-5, atol=1e-6)
+    assert numpy.abs(outputs[1][0]).mean() > 2.0  # LayerNorm's output times 3
 
 
 def test_vectors_are_not_in_the_encoder_weights(trained):
