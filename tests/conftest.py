@@ -30,5 +30,5 @@ def pytest_addoption(parser):
         "--regen-golden",
         action="store_true",
         default=False,
-        help="rewrite tests/golden/v1.json from the code as it is (only for a new registered name)",
+        help="rewrite tests/golden/released.json from the code as it is (only for a new registered name)",
     )

@@ -3,7 +3,7 @@
 A released `.vN` never changes behaviour (STYLE.md); a change is a new `.vN+1`. Each
 case builds a tiny model through the registry, sets its weights from a fixed seed per
 parameter name (so that the forward maths is frozen even if construction order
-moves), and compares a few numbers of its outputs with `tests/golden/v1.json`. The
+moves), and compares a few numbers of its outputs with `tests/golden/released.json`. The
 weights' names and shapes (what a saved pipeline must load into) and the outputs at
 initialization under a fixed seed are frozen too.
 
@@ -23,7 +23,7 @@ from thinc.api import Model
 
 from .conftest import REPO
 
-GOLDEN = REPO / "tests" / "golden" / "v1.json"
+GOLDEN = REPO / "tests" / "golden" / "released.json"
 ATTRS = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 WORDS = (
     "010 is the tenth album from Japanese Punk Techno band The Mad Capsule Markets . This album "
@@ -204,3 +204,35 @@ def test_textcat_reduce_v1(request, golden, nlp, exclusive):
     for param in ("W", "b"):
         output.set_param(param, rng.normal(size=output.get_param(param).shape).astype("f"))
     check(request, golden, f"TextCatReduce.v1/exclusive={exclusive}", {**summary([model.predict(docs)]), **layout(model)})
+
+
+def vectors_nlp():
+    """A blank pipeline with a few fixed static vectors (8 wide): some words of TEXTS
+    have one, the others get zeros."""
+    nlp = spacy.blank("en")
+    rng = numpy.random.default_rng(7)
+    for word in sorted({t.text for text in TEXTS for t in nlp.make_doc(text)})[::2]:
+        nlp.vocab.set_vector(word, rng.normal(size=(8,)).astype("f"))
+    return nlp
+
+
+TOK2VEC_V2 = dict(TOK2VEC, vectors_width=8, vectors_dropout=0.2, output_scale=3.0)
+
+
+@pytest.mark.parametrize("variant", ["vectors", "no_vectors"])
+def test_transformer_tok2vec_v2(request, golden, variant):
+    nlp = vectors_nlp() if variant == "vectors" else spacy.blank("en")
+    args = TOK2VEC_V2 if variant == "vectors" else dict(TOK2VEC_V2, vectors_width=0, vectors_dropout=0.0)
+    model = build("spacy-encoder.TransformerTok2Vec.v2", **args)
+    docs = [nlp(t) for t in TEXTS]
+    model.initialize(X=docs if variant == "vectors" else None)
+    set_weights(model)
+    check(request, golden, f"TransformerTok2Vec.v2/{variant}", tok2vec_record(model, docs))
+
+
+def test_scripted_tok2vec_v2(request, golden):
+    nlp = vectors_nlp()
+    keys = ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"]
+    model = scripted("spacy-encoder.TransformerTok2Vec.v2", "spacy-encoder.ScriptedTok2Vec.v2", TOK2VEC_V2, keys)
+    docs = [nlp(t) for t in TEXTS]
+    check(request, golden, "ScriptedTok2Vec.v2", {**summary(model.predict(docs)), **layout(model)})
