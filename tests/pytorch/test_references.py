@@ -216,7 +216,10 @@ def test_attention_equals_hand_computed_softmax(rotary):
     torch.testing.assert_close(weights, expected_weights, atol=1e-6, rtol=1e-5)
 
 
-def test_attention_ignores_padding_keys_and_empty_rows_stay_finite():
+def test_attention_ignores_padding_keys():
+    """Junk at padding changes nothing at real tokens. (The empty row stays finite; on
+    torch 2.13 both SDPA kernels return zeros for it anyway, and `keep_mask`'s guard,
+    needed on older torch, is pinned in test_encoder.py.)"""
     torch.manual_seed(3)
     attention = SelfAttention(WIDTH, HEADS, NoPositions()).eval()
     x = torch.randn(2, 5, WIDTH)
