@@ -14,8 +14,10 @@ from torch.jit import Final
 
 from .config import feature_dropout_rates
 
-# A Mersenne prime: (a * lo + b * hi + c) % P with a, b, c < P and lo, hi < 2**32
-# stays below 2**63, so the hash never overflows int64 on any backend.
+# A Mersenne prime. With a, b, c < P and lo, hi < 2**32 each product stays below
+# 2**63, but their sum can wrap around int64 (about 7% of random ids): two's
+# complement, the same on every backend, and torch's % takes the divisor's sign, so
+# rows stay in range. Released weights depend on it, so it stays (tests pin it).
 _PRIME = 2147483647
 _LOW_32 = 0xFFFFFFFF
 
