@@ -32,9 +32,14 @@ LONG_TEXT = (
 
 
 def add_vectors(nlp, words, width=V, seed=0):
+    """A table with exactly one nonzero row per word (`set_vector` would leave spare
+    zero rows, which hide a lookup that sends missing words to row -1)."""
+    from spacy.vectors import Vectors
+
     rng = numpy.random.default_rng(seed)
-    for word in words:
-        nlp.vocab.set_vector(word, rng.normal(size=(width,)).astype("float32"))
+    data = rng.normal(size=(len(words), width)).astype("float32")
+    keys = [nlp.vocab.strings.add(word) for word in words]
+    nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=data, keys=keys)
 
 
 def vectors_nlp(name="ner_vectors", with_vectors=True, **overrides):
@@ -340,3 +345,19 @@ def test_spacy_pretrain_with_the_vectors_objective_reaches_training(tmp_path):
     loaded, nlp = tok2vec(str(weights))
     numpy.testing.assert_allclose(loaded.predict([nlp.make_doc(doc.text)])[0], expected, atol=1e-5)
     assert not numpy.allclose(untrained, expected, atol=1e-3)
+
+
+def test_vectors_dropout_zeroes_whole_vectors_at_its_rate_in_training_only():
+    from spacy_encoder.pytorch import HashVectorEmbed
+
+    torch.manual_seed(0)
+    embed = HashVectorEmbed([50, 20], width=16, n_hashes=1, dropout=0.0, feature_dropout=0.0, vectors_width=V, vectors_dropout=0.3)
+    ids = torch.randint(0, 10_000, (4, 500, 2))
+    vectors = torch.randn(4, 500, V)
+    without = embed.eval()(ids, torch.zeros_like(vectors))
+    numpy.testing.assert_array_equal(embed(ids, vectors).detach(), embed(ids, vectors).detach())  # eval: no dropout
+    assert not torch.isclose(embed(ids, vectors), without, atol=1e-6).all(dim=-1).any()
+    embed.train()
+    dropped = torch.isclose(embed(ids, vectors), without, atol=1e-6).all(dim=-1)  # (4, 500): whole vectors
+    share = dropped.float().mean().item()
+    assert abs(share - 0.3) < 5 * (0.3 * 0.7 / 2000) ** 0.5, share

@@ -34,6 +34,9 @@ TESTS = [
     "tests/test_layers.py",
 ]
 P = "spacy_encoder/pytorch/"
+# Faults in the static-vectors path run these (the default list does not train a
+# vectors pipeline).
+VECTOR_TESTS = ["tests/test_vectors.py", "tests/pytorch/test_references.py"]
 
 
 @dataclass
@@ -165,6 +168,26 @@ FAULTS = [
     Fault("overlap-gradients-not-summed", "spacy_encoder/layers.py",
           "ops.scatter_add(dX, ops.asarray(plan.source[real]), dX_padded[ops.asarray(real)])",
           "dX[ops.asarray(plan.source[real])] = dX_padded[ops.asarray(real)]"),
+    # --- static vectors (TransformerTok2Vec.v2): embeddings, lookup, windows, scale ---------
+    Fault("vectors-not-mixed", P + "embeddings.py",
+          "self.mix(torch.cat([hashed, projected], dim=-1))", "self.mix(torch.cat([hashed, 0.0 * projected], dim=-1))",
+          VECTOR_TESTS),
+    Fault("vectors-dropout-at-inference", P + "embeddings.py",
+          "if self.training and self.use_vectors_dropout:", "if self.use_vectors_dropout:", VECTOR_TESTS),
+    Fault("vectors-dropout-rate-inverted", P + "embeddings.py",
+          "kept = torch.rand(batch, seq_len, 1, device=ids.device) >= self.vectors_dropout",
+          "kept = torch.rand(batch, seq_len, 1, device=ids.device) < self.vectors_dropout", VECTOR_TESTS),
+    Fault("missing-vectors-not-zeroed", "spacy_encoder/layers.py",
+          "V[rows < 0] = 0.0", "pass", VECTOR_TESTS),
+    Fault("vectors-keyed-by-lowercase", "spacy_encoder/layers.py",
+          'key_attr = getattr(table, "attr", ORTH)', 'key_attr = intify_attr("LOWER")', VECTOR_TESTS),
+    Fault("vectors-padded-from-first-bucket", "spacy_encoder/layers.py",
+          "Sb = S_padded[row : row + n_rows * seq_len]", "Sb = S_padded[: n_rows * seq_len]", VECTOR_TESTS),
+    Fault("doc-encoder-vectors-misaligned", P + "windows.py",
+          "vector_rows = window_rows(vectors, windows)", "vector_rows = window_rows(vectors.flip(0), windows)",
+          VECTOR_TESTS),
+    Fault("output-scale-ignored", P + "encoder.py",
+          "self.scaled = config.output_scale != 1.0", "self.scaled = False", VECTOR_TESTS),
 ]
 
 
