@@ -63,7 +63,7 @@ def find_tok2vec(nlp: Language, component: Optional[str] = None) -> Tuple[str, M
     where = f"component '{component}'" if component else f"the pipeline ({', '.join(nlp.pipe_names) or 'empty'})"
     raise InspectError(
         f"No {TOK2VEC_NODE} layer in {where}: these commands need a tok2vec built with "
-        "spacy-encoder.TransformerTok2Vec.v1."
+        "spacy-encoder.TransformerTok2Vec (.v1 or .v2)."
     )
 
 

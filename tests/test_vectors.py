@@ -361,3 +361,15 @@ def test_vectors_dropout_zeroes_whole_vectors_at_its_rate_in_training_only():
     dropped = torch.isclose(embed(ids, vectors), without, atol=1e-6).all(dim=-1)  # (4, 500): whole vectors
     share = dropped.float().mean().item()
     assert abs(share - 0.3) < 5 * (0.3 * 0.7 / 2000) ** 0.5, share
+
+
+def test_inspection_of_a_vectors_pipeline_equals_doc_tensor(trained):
+    from spacy_encoder import inspect as insp
+
+    nlp = spacy.load(trained)
+    name, node = insp.find_tok2vec(nlp)
+    for text in ("I like London", LONG_TEXT):
+        inspection = insp.inspect_doc(node, insp.doc_for(nlp, text, name), component=name)
+        numpy.testing.assert_allclose(inspection.output, nlp(text).tensor, atol=1e-4)
+    window = insp.inspect_window(node, insp.doc_for(nlp, LONG_TEXT, name), token=5)
+    assert window.weights and window.weights[0].shape[-1] == SMALL["max_length"]
