@@ -394,12 +394,32 @@ def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "to
     try:
         module.load_state_dict(state)
     except Exception as err:
+        theirs, ours = shape_summary(state), shape_summary(module.state_dict())
+        detail = f"weights: {theirs}; config: {ours}" if theirs != ours else " ".join(str(err).split())[:400]
         raise ValueError(
             "spacy-encoder: the saved encoder weights do not fit the architecture in the "
-            f"config ({' '.join(str(err).split())[:400]}). Was config.cfg edited after saving, "
-            "or the pipeline saved by a different spacy-encoder version?"
+            f"config ({detail}). Was config.cfg edited after saving, the pipeline saved by a "
+            "different spacy-encoder version, or init_tok2vec pretrained with other settings?"
         ) from None
     return module.to(device)
+
+
+def shape_summary(state: Any) -> str:
+    """The architecture settings that a state_dict's shapes show, in config terms."""
+    if not isinstance(state, dict):
+        return "not a state_dict"
+    shapes = {key: tuple(getattr(value, "shape", ())) for key, value in state.items()}
+    table = shapes.get("embed.table.weight")
+    hidden = shapes.get("encoder.layers.0.feed_forward.hidden.weight")
+    parts = []
+    if table:
+        parts += [f"width {table[1]}", f"hash rows {table[0]} in all"]
+    parts.append(f"depth {len({key.split('.')[2] for key in shapes if key.startswith('encoder.layers.')})}")
+    if hidden:
+        parts.append(f"ff_width {hidden[0]}")
+    vectors = next((shape for key, shape in shapes.items() if key.startswith("embed.") and "vectors" in key and len(shape) == 2), None)
+    parts.append(f"vectors_width {vectors[1] if vectors else 0}")
+    return ", ".join(parts)
 
 
 @contextmanager

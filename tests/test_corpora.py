@@ -362,3 +362,95 @@ def test_cli_raw_text(tmp_path: Path) -> None:
     assert f"{len(rows):,} texts" in text
     result, text = cli("raw-text", tmp_path / "missing.spacy", "-o", tmp_path / "x.jsonl")
     assert_clean_failure(result, text, "missing.spacy")
+
+
+# --- Wikipedia (WikiExtractor) text for `spacy pretrain` ----------------------------
+
+WIKI_FILE = """<doc id="12" url="http://en.wikipedia.org/wiki?curid=12" title="Anarchism">
+Anarchism
+
+Anarchism is a political philosophy that advocates stateless societies.
+History.
+The earliest anarchist themes can be found in the 6th century BC. Later ones followed soon after that.
+</doc>
+<doc id="25" url="http://en.wikipedia.org/wiki?curid=25" title="Autism">
+Autism
+
+Autism is a disorder of neural development characterised by impaired social interaction.
+</doc>
+"""
+
+
+def write_wiki(folder: Path, files: dict[str, str | bytes]) -> Path:
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return folder
+
+
+def test_wikiextractor_paragraphs_drop_markup_titles_and_headings(tmp_path: Path) -> None:
+    path = write_wiki(tmp_path, {"AA/wiki_00": WIKI_FILE}) / "AA" / "wiki_00"
+    assert list(corpora.wikiextractor_paragraphs(path)) == [
+        "Anarchism is a political philosophy that advocates stateless societies.",
+        "The earliest anarchist themes can be found in the 6th century BC. Later ones followed soon after that.",
+        "Autism is a disorder of neural development characterised by impaired social interaction.",
+    ]
+    # Long paragraphs are cut between sentences, every word kept once, in order.
+    pieces = list(corpora.wikiextractor_paragraphs(path, min_words=1, max_words=12))
+    assert pieces[2:4] == ["The earliest anarchist themes can be found in the 6th century BC.", "Later ones followed soon after that."]
+    assert "History." in pieces  # a heading is kept when min_words allows it
+    assert all(len(p.split()) <= 12 for p in pieces)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"<doc id=\"1\" title=\"A\">\nA\nGood text here with words.\n\xff broken byte\n</doc>\n", "4: not valid UTF-8"),
+        ("<doc id=\"1\" title=\"A\">\nA\nText that never ends with a close tag.\n", "3: file ends inside a <doc>"),
+        ("Plain text that is not WikiExtractor output at all.\n", "1: text outside <doc>"),
+        ("</doc>\n", "1: </doc> without <doc>"),
+    ],
+)
+def test_wikiextractor_bad_input_names_file_and_line(tmp_path: Path, content, problem) -> None:
+    path = write_wiki(tmp_path, {"AA/wiki_00": content}) / "AA" / "wiki_00"
+    with pytest.raises(CorpusError, match=problem) as err:
+        list(corpora.wikiextractor_paragraphs(path))
+    assert str(err.value).startswith(f"{path}:")
+
+
+def test_wikiextractor_files_read_only_wiki_files_in_order(tmp_path: Path) -> None:
+    write_wiki(tmp_path, {"AB/wiki_00": WIKI_FILE, "AA/wiki_01": WIKI_FILE, "AA/wiki_00": WIKI_FILE, "SOURCE.md": "# not text"})
+    assert [p.relative_to(tmp_path).as_posix() for p in corpora.wikiextractor_files(tmp_path)] == ["AA/wiki_00", "AA/wiki_01", "AB/wiki_00"]
+    with pytest.raises(CorpusError, match="no such folder"):
+        corpora.wikiextractor_files(tmp_path / "missing")
+    with pytest.raises(CorpusError, match="no WikiExtractor files"):
+        corpora.wikiextractor_files(write_wiki(tmp_path / "empty", {"README": "x"}))
+
+
+def test_cli_wiki_text(tmp_path: Path) -> None:
+    source = write_wiki(tmp_path / "wiki", {"AA/wiki_00": WIKI_FILE, "AA/wiki_01": WIKI_FILE})
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in source.rglob("wiki_*")}
+    out = tmp_path / "out" / "raw.jsonl"
+    result, text = cli("wiki-text", source, "-o", out)
+    assert result.exit_code == 0, text
+    rows = list(srsly.read_jsonl(out))
+    assert len(rows) == 6 and rows[0]["text"].startswith("Anarchism is")
+    assert "6 texts" in text and "2 of 2 files" in text
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in source.rglob("wiki_*")} == before  # only read
+    # --limit-words stops at the first text that reaches the limit.
+    result, text = cli("wiki-text", source, "-o", out, "--limit-words", "20")
+    assert result.exit_code == 0, text
+    assert len(list(srsly.read_jsonl(out))) == 2 and "1 of 2 files" in text
+    # --slice 1: the next texts after those first 20 words.
+    result, text = cli("wiki-text", source, "-o", out, "--limit-words", "20", "--slice", "1")
+    assert result.exit_code == 0, text
+    assert [row["text"] for row in srsly.read_jsonl(out)] == [row["text"] for row in rows[2:4]]
+    # A bad file fails with its name and line, and leaves no output that looks finished.
+    write_wiki(source, {"AA/wiki_02": b"<doc id=\"1\" title=\"A\">\nA\n\xfe\n</doc>\n"})
+    out.unlink()
+    result, text = cli("wiki-text", source, "-o", out)
+    assert_clean_failure(result, text, "wiki_02:3: not valid UTF-8")
+    assert not out.exists() and not list(out.parent.glob("*.partial"))
+    result, text = cli("wiki-text", tmp_path / "nowhere", "-o", out)
+    assert_clean_failure(result, text, "no such folder")

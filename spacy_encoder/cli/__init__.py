@@ -15,6 +15,7 @@ from . import project  # noqa: E402,F401
 from . import deploy  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
 from . import accuracy  # noqa: E402,F401
+from . import pretrained  # noqa: E402,F401
 
 
 def main() -> None:

@@ -119,3 +119,56 @@ def raw_text(
         srsly.write_jsonl(output_path, ({"text": text} for text in texts))
     n_words = sum(len(text.split()) for text in texts)
     msg.good(f"{output_path}: {len(texts):,} texts, {n_words:,} words")
+
+
+@app.command("wiki-text")
+def wiki_text(
+    input_dir: Annotated[Path, typer.Argument(metavar="INPUT_DIR", help="WikiExtractor output folder (AA/wiki_00, ...), e.g. ../shared/corpora/wikipedia.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="JSONL file for `spacy pretrain --paths.raw_text`.")],
+    limit_words: Annotated[Optional[int], typer.Option("--limit-words", min=1, help="Stop after this many words (default: all the text).")] = None,
+    slice_: Annotated[int, typer.Option("--slice", min=0, help="With --limit-words N: skip the texts that hold the first K*N words (slice K of the text, for a longer pretraining later).")] = 0,
+    min_words: Annotated[int, typer.Option("--min-words", min=1, help="Drop shorter lines (section headings).")] = 5,
+    max_words: Annotated[int, typer.Option("--max-words", min=1, help="Cut longer paragraphs between sentences (the pretraining reader skips texts over 500 words).")] = 400,
+) -> None:
+    """Write Wikipedia paragraphs as `{"text": ...}` lines for `spacy pretrain`, streaming.
+
+    Markup lines (`<doc ...>`, `</doc>`, the title line) are dropped and each paragraph
+    is one text. The output appears only when complete (it is written next to OUTPUT
+    first), and the input files are only read."""
+    import srsly
+    from tqdm import tqdm
+
+    with _fail_cleanly():
+        files = corpora.wikiextractor_files(input_dir)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = output_path.with_name(output_path.name + ".partial")
+        if slice_ and limit_words is None:
+            raise ValueError("--slice needs --limit-words (the size of a slice)")
+        skip_words = slice_ * (limit_words or 0)
+        n_texts = n_words = n_files = skipped = 0
+        bar = tqdm(total=limit_words, unit=" words", unit_scale=True, desc="wiki-text", disable=None)
+        try:
+            with staging.open("w", encoding="utf-8") as out:
+                for path in files:
+                    n_files += 1
+                    for text in corpora.wikiextractor_paragraphs(path, min_words, max_words):
+                        words = len(text.split())
+                        if skipped < skip_words:
+                            skipped += words
+                            continue
+                        out.write(srsly.json_dumps({"text": text}) + "\n")
+                        n_texts += 1
+                        n_words += words
+                        bar.update(words)
+                        if limit_words is not None and n_words >= limit_words:
+                            break
+                    if limit_words is not None and n_words >= limit_words:
+                        break
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close()
+        staging.replace(output_path)
+    skip_note = f" after skipping {skipped:,} words" if skip_words else ""
+    msg.good(f"{output_path}: {n_texts:,} texts, {n_words:,} words{skip_note} from {n_files} of {len(files)} files")

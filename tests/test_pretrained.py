@@ -1,0 +1,155 @@
+"""The encoders that ship inside the package (`spacy_encoder/pretrained/`) and
+`spacy-encoder.pretrained_tok2vec.v1`, the name `[initialize] init_tok2vec` takes."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy
+import pytest
+import spacy
+from spacy.util import load_config, load_model_from_config
+
+import spacy_encoder.pretrained as pretrained
+from spacy_encoder.pretrained import PretrainedError
+
+from .conftest import REPO
+from .test_training import NER_DATA
+from .test_vectors import ner_examples
+
+CONFIG = REPO / "configs" / "ner_pretrained.cfg"
+SMALL = {"width": 32, "depth": 2, "n_heads": 4, "ff_width": 64, "max_length": 16, "window_stride": 12}
+TEXT = "Angela Merkel visited Paris ."
+
+
+def small_nlp(**model):
+    overrides = {f"components.tok2vec.model.{k}": v for k, v in {**SMALL, **model}.items()}
+    return load_config(CONFIG, overrides=overrides, interpolate=True)
+
+
+def initialized(config):
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    nlp.initialize(lambda: ner_examples(nlp))
+    return nlp
+
+
+def ship(folder, name, weights: bytes, **meta):
+    (folder / f"{name}.bin").write_bytes(weights)
+    info = {"name": name, "sha256": hashlib.sha256(weights).hexdigest(), **meta}
+    (folder / f"{name}.json").write_text(json.dumps(info))
+
+
+@pytest.fixture
+def shelf(tmp_path, monkeypatch):
+    """An empty folder standing in for the package's `pretrained/`, and weights to put
+    there: the tok2vec of a small pipeline, as `spacy pretrain` writes it."""
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    pretrained._verified.cache_clear()
+    config = small_nlp()
+    config["initialize"]["init_tok2vec"] = None
+    source = initialized(config)
+    return tmp_path, source.get_pipe("tok2vec").model
+
+
+def test_a_shipped_encoder_loads_by_name_from_the_config(shelf):
+    folder, tok2vec = shelf
+    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    config = small_nlp()
+    assert config["initialize"]["init_tok2vec"] == {"@misc": "spacy-encoder.pretrained_tok2vec.v1", "name": "en-wiki-128"}
+    nlp = initialized(config)
+    doc = nlp.make_doc(TEXT)
+    numpy.testing.assert_allclose(nlp.get_pipe("tok2vec").model.predict([doc])[0], tok2vec.predict([doc])[0], atol=1e-6)
+    # and a fresh initialization without it differs (the weights really came from the file)
+    config["initialize"]["init_tok2vec"] = None
+    assert not numpy.allclose(initialized(config).get_pipe("tok2vec").model.predict([doc])[0], tok2vec.predict([doc])[0], atol=1e-3)
+
+
+def test_unknown_and_damaged_encoders_fail_with_one_line(shelf):
+    folder, tok2vec = shelf
+    with pytest.raises(PretrainedError, match=r"no shipped encoder named 'nope' \(shipped: none"):
+        pretrained.weights_path("nope")
+    weights = tok2vec.to_bytes()
+    ship(folder, "en-wiki-128", weights)
+    (folder / "en-wiki-128.bin").write_bytes(weights[:-10] + b"0123456789")
+    with pytest.raises(PretrainedError, match="is damaged: sha256"):
+        initialized(small_nlp())
+
+
+def test_weights_of_another_architecture_fail_naming_both(shelf):
+    folder, tok2vec = shelf
+    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    with pytest.raises(ValueError, match=r"weights: width 32, .*depth 2, ff_width 64.*; config: width 32, .*depth 3, ff_width 64"):
+        initialized(small_nlp(depth=3))
+
+
+# --- the encoder that ships in this repository ---------------------------------------
+
+SHIPPED = sorted(pretrained.PRETRAINED_DIR.glob("*.json"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained encoder in spacy_encoder/pretrained/ yet")
+def test_the_shipped_encoder_fits_its_config_and_says_where_it_came_from():
+    info = pretrained.meta("en-wiki-128")
+    for key in ("architecture", "objective", "text", "words_seen", "license", "credit", "sha256", "command"):
+        assert info.get(key), key
+    assert "Wikipedia" in info["credit"]
+    path = pretrained.weights_path("en-wiki-128")  # checks the sha256
+    assert path.stat().st_size < 20 * 2**20
+    model = load_config(CONFIG)["components"]["tok2vec"]["model"]
+    for key, value in info["architecture"].items():
+        assert model[key] == value, key
+    for name in ("ner_pretrained", "textcat_pretrained", "textcat_multilabel_pretrained"):
+        config = load_config(REPO / "configs" / f"{name}.cfg")
+        assert config["initialize"]["init_tok2vec"]["name"] == "en-wiki-128", name
+        block = config["components"]["tok2vec"]["model"]
+        assert {key: block[key] for key in info["architecture"]} == info["architecture"], name
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained encoder in spacy_encoder/pretrained/ yet")
+def test_the_shipped_encoder_starts_a_training_ahead():
+    """A few NER steps from the shipped encoder: it loads into the default-sized
+    pipeline, and the encoder's output is not that of a random start."""
+    config = load_config(CONFIG, interpolate=True)
+    nlp = initialized(config)
+    doc = nlp.make_doc(TEXT)
+    config["initialize"]["init_tok2vec"] = None
+    fresh = initialized(config)
+    ours = nlp.get_pipe("tok2vec").model.predict([doc])[0]
+    assert ours.shape == (len(doc), 128)
+    assert not numpy.allclose(ours, fresh.get_pipe("tok2vec").model.predict([doc])[0], atol=1e-2)
+
+
+@pytest.mark.timeout(300)
+def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
+    """`spacy-encoder pretrain-slice`: slice 0 from scratch, slice 1 resumes from
+    model0.bin as epoch 1; slice 2 before slice 1 fails naming the missing file."""
+    import srsly
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    from .test_vectors import add_vectors
+
+    texts = [t for t, _ in NER_DATA] * 2
+    vocab_nlp = spacy.blank("en")
+    add_vectors(vocab_nlp, sorted({t.text for text in texts for t in vocab_nlp.make_doc(text)}), width=300)
+    vocab_nlp.to_disk(tmp_path / "vectors")
+    srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": t} for t in texts])
+    overrides = {f"components.tok2vec.model.{k}": v for k, v in SMALL.items()}
+    load_config(CONFIG, overrides=overrides).to_disk(tmp_path / "small.cfg")  # ${paths} kept
+    out = tmp_path / "pretrain"
+    runner = CliRunner()
+
+    def run(slice_):
+        args = ["pretrain-slice", str(tmp_path / "small.cfg"), str(out), str(tmp_path / "raw.jsonl"), "--slice", str(slice_), "--vectors", str(tmp_path / "vectors")]
+        return runner.invoke(app, args)
+
+    result = run(1)
+    assert result.exit_code == 1 and "model0.bin: missing; pretrain slice 0 first" in " ".join(result.output.split())
+    assert run(0).exit_code == 0
+    assert (out / "model0.bin").exists()
+    first = (out / "model0.bin").read_bytes()
+    assert run(1).exit_code == 0
+    assert (out / "model1.bin").exists() and (out / "model0.bin").read_bytes() == first  # nothing overwritten
+    epochs = [row["epoch"] for row in srsly.read_jsonl(out / "log.jsonl")]
+    assert 0 in epochs and 1 in epochs
