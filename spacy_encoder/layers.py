@@ -284,6 +284,21 @@ class EncoderShim(_TrainingShim, _InferencePredict, PyTorchShim):
 class ScriptedEncoderShim(_TrainingShim, _InferencePredict, TorchScriptShim):
     _no_grad = torch.no_grad
 
+    def __getstate__(self) -> dict:
+        """Pickle the TorchScript module as `torch.jit.save` bytes: a ScriptModule has no
+        `__getstate__` of its own, so `pickle.dumps(nlp)` (and spawn-based
+        `nlp.pipe(n_process=...)`) failed for `torchscript = true` and scripted pipelines."""
+        state = dict(self.__dict__)
+        state["_model"] = None
+        state["_scripted"] = self.to_bytes() if self._model is not None else None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        scripted = state.pop("_scripted", None)
+        self.__dict__.update(state)
+        if scripted is not None:
+            self.from_bytes(scripted)
+
 
 def torch_layer(
     module: Any,
