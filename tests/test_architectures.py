@@ -35,6 +35,7 @@ def test_every_registered_name_resolves(name):
         ("spacy_callbacks", "callbacks", "spacy-encoder.StopCleanly.v1"),
         ("spacy_loggers", "loggers", "spacy-encoder.ThroughputLogger.v1"),
         ("spacy_architectures", "architectures", "spacy-encoder.TextCatReduce.v1"),
+        ("spacy_misc", "misc", "spacy-encoder.pretrained_tok2vec.v1"),
     ],
 )
 def test_other_registered_names_resolve(group, registry, name):
@@ -54,8 +55,9 @@ def test_names_resolve_without_importing_the_package():
 
 
 @pytest.mark.parametrize("config_name", ["ner", "textcat", "textcat_multilabel"])
-def test_configs_build(config_name):
-    config = load_config(REPO / "configs" / f"{config_name}.cfg")
+@pytest.mark.parametrize("variant", ["", "_pretrained"])
+def test_configs_build(config_name, variant):
+    config = load_config(REPO / "configs" / f"{config_name}{variant}.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == ["tok2vec", config_name]
 

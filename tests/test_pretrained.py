@@ -153,3 +153,16 @@ def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
     assert (out / "model1.bin").exists() and (out / "model0.bin").read_bytes() == first  # nothing overwritten
     epochs = [row["epoch"] for row in srsly.read_jsonl(out / "log.jsonl")]
     assert 0 in epochs and 1 in epochs
+
+
+@pytest.mark.parametrize("task", ["ner", "textcat", "textcat_multilabel"])
+def test_pretrained_configs_are_their_base_config_plus_the_shipped_start(task):
+    """`tools/make_pretrained_configs.py` wrote them: an edit to a base config must be
+    carried over (rerun the tool), or the two would drift apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_pretrained_configs", REPO / "tools" / "make_pretrained_configs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    base = (REPO / "configs" / f"{task}.cfg").read_text()
+    assert tool.pretrained_variant(base, task) == (REPO / "configs" / f"{task}_pretrained.cfg").read_text()
