@@ -2,7 +2,8 @@
 
     python tools/ship_pretrained.py training/pretrain-wiki/model0.bin \
         --config configs/ner_pretrained.cfg --raw-text corpus/wikipedia/raw_9M.jsonl \
-        --name en-wiki-128 --command "python -m spacy pretrain ..."
+        --name en-wiki-128 --command "python -m spacy pretrain ..." \
+        --machine "2-core x86_64 CPU (no GPU), one torch thread"
 
 Copies the weights to spacy_encoder/pretrained/NAME.bin and writes NAME.json: the
 architecture settings the weights fit (the shape-deciding ones of the config's tok2vec
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import platform
 import shutil
 from pathlib import Path
 
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--raw-text", type=Path, required=True, help="the JSONL it was pretrained on")
     parser.add_argument("--name", required=True)
     parser.add_argument("--command", required=True, help="the spacy pretrain command, for the meta")
+    parser.add_argument("--machine", required=True, help="where and how it ran, e.g. '2-core x86_64 CPU, one torch thread'")
     parser.add_argument("--text", default="English Wikipedia, WikiExtractor output of a 2015 dump (../shared/corpora/wikipedia; jason-feng/wikiVisual@1c0fac9, text/AA and text/AB), converted with `spacy-encoder wiki-text`")
     args = parser.parse_args()
 
@@ -52,6 +53,8 @@ def main() -> None:
     sample = [row["text"] for row in rows[:: max(1, len(rows) // 2000)]]
     tokens_per_word = sum(len(tokenizer(t)) for t in sample) / sum(len(t.split()) for t in sample)
     partial = args.weights.name.endswith(".temp.bin")
+    # A .temp.bin checkpoint is part of the way through its epoch: count the part seen.
+    epochs = int(last["epoch"]) + (round(last["nr_word"] / tokens_per_word / whitespace_words, 3) if partial else 1.0)
     data = args.weights.read_bytes()
     meta = {
         "name": args.name,
@@ -67,11 +70,11 @@ def main() -> None:
             f"({tokens_per_word:.3f} tokens per word)"
             + (f", the start of the text (stopped at a checkpoint of epoch {last['epoch']})" if partial else "")
         ),
-        "epochs": int(last["epoch"]) + (0.0 if partial else 1.0) + (round(last["nr_word"] / tokens_per_word / whitespace_words, 3) if partial else 0.0),
+        "epochs": epochs,
         "loss": {"total": round(last["loss"], 2), "last_epoch": round(last["epoch_loss"], 2), "batches_of_words": config["pretraining"]["batcher"]["size"]},
         "pretraining_seconds": round(seconds),
         "words_per_second": round(last["nr_word"] / seconds) if seconds > 0 else None,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s) at ship time; see RESULTS.md for the run's settings",
+        "machine": args.machine,
         "torch": torch.__version__,
         "command": args.command,
         "license": "The weights: MIT, as spacy-encoder. The text they were trained on: CC BY-SA 3.0 (and GFDL); the model is not a copy of the text.",

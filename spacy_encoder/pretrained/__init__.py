@@ -23,6 +23,7 @@ __all__ = ["PRETRAINED_DIR", "PretrainedError", "available", "meta", "weights_pa
 
 PRETRAINED_DIR = Path(__file__).parent
 
+
 class PretrainedError(ValueError):
     """A shipped encoder that is unknown, damaged, or does not fit the config."""
 
