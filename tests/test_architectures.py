@@ -33,6 +33,7 @@ def test_every_registered_name_resolves(name):
     "group,registry,name",
     [
         ("spacy_callbacks", "callbacks", "spacy-encoder.StopCleanly.v1"),
+        ("spacy_callbacks", "callbacks", "spacy-encoder.start_from_pretrained.v1"),
         ("spacy_loggers", "loggers", "spacy-encoder.ThroughputLogger.v1"),
         ("spacy_architectures", "architectures", "spacy-encoder.TextCatReduce.v1"),
         ("spacy_misc", "misc", "spacy-encoder.pretrained_tok2vec.v1"),
@@ -55,7 +56,7 @@ def test_names_resolve_without_importing_the_package():
 
 
 @pytest.mark.parametrize("config_name", ["ner", "textcat", "textcat_multilabel"])
-@pytest.mark.parametrize("variant", ["", "_pretrained"])
+@pytest.mark.parametrize("variant", ["", "_pretrained", "_vectors", "_vectors_pretrained"])
 def test_configs_build(config_name, variant):
     config = load_config(REPO / "configs" / f"{config_name}{variant}.cfg")
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)

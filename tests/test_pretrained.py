@@ -166,3 +166,82 @@ def test_pretrained_configs_are_their_base_config_plus_the_shipped_start(task):
     spec.loader.exec_module(tool)
     base = (REPO / "configs" / f"{task}.cfg").read_text()
     assert tool.pretrained_variant(base, task) == (REPO / "configs" / f"{task}_pretrained.cfg").read_text()
+
+
+def test_vectors_pretrained_configs_are_their_vectors_config_plus_the_shipped_start(task="ner"):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_pretrained_configs", REPO / "tools" / "make_pretrained_configs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for task in ("ner", "textcat", "textcat_multilabel"):
+        base = (REPO / "configs" / f"{task}_vectors.cfg").read_text()
+        assert tool.vectors_pretrained_variant(base, task) == (REPO / "configs" / f"{task}_vectors_pretrained.cfg").read_text(), task
+
+
+VECTORS_CONFIG = REPO / "configs" / "ner_vectors_pretrained.cfg"
+
+
+def vectors_start(after_init=True, **model):
+    """A small `ner_vectors_pretrained` pipeline with a vector table for the test words,
+    initialized (with the shipped start, unless `after_init` is False)."""
+    from .test_vectors import V, add_vectors
+
+    overrides = {f"components.tok2vec.model.{k}": v for k, v in {**SMALL, "vectors_width": V, **model}.items()}
+    config = load_config(VECTORS_CONFIG, overrides=overrides, interpolate=True)
+    if not after_init:
+        config["initialize"]["after_init"] = None
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    words = sorted({t.text for text, _ in NER_DATA for t in nlp.make_doc(text)} - {"Paris"})
+    add_vectors(nlp, words)
+    nlp.initialize(lambda: ner_examples(nlp))
+    return nlp
+
+
+def test_a_vectors_config_starts_from_weights_pretrained_without_vectors(shelf):
+    """At step 0 the vectors encoder computes exactly what the pretrained one does (the
+    vector columns of the mixer are zero), unlike a random start; training then gives
+    the vector columns weight."""
+    folder, tok2vec = shelf
+    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    nlp = vectors_start()
+    doc = nlp.make_doc(TEXT)  # "Paris" has no vector: zeros, no crash
+    expected = tok2vec.predict([doc])[0]
+    assert numpy.allclose(nlp.get_pipe("tok2vec").model.predict([doc])[0], expected, atol=1e-5)
+    fresh = vectors_start(after_init=False)
+    assert not numpy.allclose(fresh.get_pipe("tok2vec").model.predict([doc])[0], expected, atol=1e-2)
+    module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
+    width = SMALL["width"]
+    assert module.embed.mix.weight[:, -width:].abs().max().item() == 0.0
+    assert nlp.get_pipe("tok2vec").model.attrs["vectors_width"] > 0  # not overwritten by the file's 0
+    from thinc.api import Adam
+
+    optimizer = Adam(0.001)  # the config's schedule starts at 0
+    examples = ner_examples(nlp)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert module.embed.mix.weight[:, -width:].abs().max().item() > 0.0
+
+
+def test_a_pretrained_start_that_does_not_fit_names_both(shelf):
+    folder, tok2vec = shelf
+    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    with pytest.raises(PretrainedError) as info:
+        vectors_start(depth=3)
+    message = str(info.value)
+    assert "do not fit" in message and "weights: width 32" in message and "depth 2" in message and "depth 3" in message
+    assert "\n" not in message
+
+
+def test_start_from_pretrained_needs_exactly_one_source(tmp_path):
+    from spacy_encoder.pretrained.start import create_start_from_pretrained_v1, read_pretrained_state
+
+    with pytest.raises(PretrainedError, match="exactly one of name"):
+        create_start_from_pretrained_v1()
+    with pytest.raises(PretrainedError, match="exactly one of name"):
+        create_start_from_pretrained_v1(name="en-wiki-128", path="x.bin")
+    with pytest.raises(PretrainedError, match="no pretrained weights at"):
+        read_pretrained_state(tmp_path / "missing.bin")
+    (tmp_path / "junk.bin").write_bytes(b"not msgpack at all")
+    with pytest.raises(PretrainedError, match="not a tok2vec written by spacy pretrain"):
+        read_pretrained_state(tmp_path / "junk.bin")

@@ -1,8 +1,11 @@
 """Write configs/<task>_pretrained.cfg from configs/<task>.cfg: the same pipeline, with
 TransformerTok2Vec.v2 (no vectors, output_scale 3.0) started from the encoder that ships
-in spacy_encoder/pretrained/, and the [pretraining] objective that encoder was made with.
+in spacy_encoder/pretrained/, and the [pretraining] objective that encoder was made with;
+and configs/<task>_vectors_pretrained.cfg from configs/<task>_vectors.cfg: static vectors
+in the input, started from the same encoder (spacy-encoder.start_from_pretrained.v1, the
+vector columns at zero).
 
-    python tools/make_pretrained_configs.py      # rewrites the three files
+    python tools/make_pretrained_configs.py      # rewrites the six files
 """
 from __future__ import annotations
 
@@ -60,8 +63,47 @@ def pretrained_variant(text: str, task: str) -> str:
     )
 
 
+def vectors_pretrained_variant(text: str, task: str) -> str:
+    head, _, rest = text.partition("[paths]")
+    lines = head.splitlines()
+    cpu = next(i for i, line in enumerate(lines) if line.startswith("# CPU:"))
+    lines[cpu] = lines[cpu].replace(f"configs/{task}_vectors.cfg", f"configs/{task}_vectors_pretrained.cfg")
+    head = "\n".join(
+        lines[:1]
+        + [
+            f"# Started from the shipped encoder ({NAME}, pretrained without vectors): the",
+            "# embedding mixer's static-vector columns start at zero, so step 0 computes what",
+            "# the pretrained encoder did (spacy-encoder.start_from_pretrained.v1).",
+        ]
+        + lines[1:]
+    )
+    text = head + "\n[paths]" + rest
+    assert "\nafter_init = null\n" in text and "init_tok2vec = ${paths.init_tok2vec}\n" in text
+    text = text.replace(
+        "init_tok2vec = ${paths.init_tok2vec}\n",
+        "# Not init_tok2vec: spaCy loads that only into the exact pretrained architecture.\n"
+        "init_tok2vec = null\n",
+    )
+    text = text.replace("\nafter_init = null\n", "\n")
+    return text.replace(
+        "\n[initialize.components]\n",
+        "\n[initialize.after_init]\n"
+        '@callbacks = "spacy-encoder.start_from_pretrained.v1"\n'
+        f'name = "{NAME}"\n'
+        "# Or path = a `spacy pretrain` output of the vector-free configs' architecture.\n"
+        "path = null\n"
+        'component = "tok2vec"\n'
+        'layer = ""\n'
+        "\n[initialize.components]\n",
+        1,
+    )
+
+
 if __name__ == "__main__":
     for task in ("ner", "textcat", "textcat_multilabel"):
         out = CONFIGS / f"{task}_pretrained.cfg"
         out.write_text(pretrained_variant((CONFIGS / f"{task}.cfg").read_text(), task))
+        print(out)
+        out = CONFIGS / f"{task}_vectors_pretrained.cfg"
+        out.write_text(vectors_pretrained_variant((CONFIGS / f"{task}_vectors.cfg").read_text(), task))
         print(out)

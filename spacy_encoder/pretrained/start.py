@@ -1,0 +1,126 @@
+"""Start a vectors encoder from pretrained weights that had no vectors.
+
+spaCy's `[initialize] init_tok2vec` loads a tok2vec only into the exact architecture it
+was pretrained with, and through Thinc's `Model.from_bytes`, which also overwrites the
+layer's attributes with the saved ones (a vectors layer would come out believing it has
+`vectors_width` 0). A vectors config (`TransformerTok2Vec.v2` with `vectors_width` > 0)
+has one more input to its embedding mixer: the projected static vector. This callback
+loads only the torch weights, and starts the mixer's vector columns at zero, so at step
+0 the encoder computes exactly what the pretrained one did, and training learns how
+much to take from the vectors. Everything else must match, or it fails naming both.
+
+In a config (after `[initialize] init_tok2vec = null`):
+
+    [initialize.after_init]
+    @callbacks = "spacy-encoder.start_from_pretrained.v1"
+    name = "en-wiki-128"
+"""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+import srsly
+import torch
+from spacy.language import Language
+from thinc.api import Model
+
+from ..architectures import shape_summary
+from . import PretrainedError, weights_path
+
+logger = logging.getLogger("spacy_encoder")
+
+_MIX = "embed.mix.weight"
+_PROJ = "embed.vectors_proj.weight"
+
+
+def create_start_from_pretrained_v1(
+    name: Optional[str] = None, path: Optional[str] = None, component: str = "tok2vec", layer: str = ""
+) -> Callable[[Language], Language]:
+    """`spacy-encoder.start_from_pretrained.v1`, an `[initialize] after_init` callback:
+    load a shipped encoder (`name`, see `spacy-encoder pretrained`) or a `spacy pretrain`
+    output (`path`) into the encoder of `component` (and its `layer` ref, as in
+    `[pretraining]`), with or without static vectors in the config. Exactly one of
+    `name` and `path` is given."""
+    if (name is None) == (path is None):
+        raise PretrainedError(
+            "spacy-encoder.start_from_pretrained.v1: give exactly one of name (a shipped encoder) and path (a spacy pretrain .bin)"
+        )
+
+    def after_init(nlp: Language) -> Language:
+        source = weights_path(name) if name is not None else Path(str(path))
+        if nlp.config.get("initialize", {}).get("init_tok2vec"):
+            raise PretrainedError(
+                "spacy-encoder.start_from_pretrained.v1: [initialize] init_tok2vec is set too; "
+                "set it to null, or the two would load weights into the same encoder"
+            )
+        if component not in nlp.pipe_names:
+            raise PretrainedError(
+                f"spacy-encoder.start_from_pretrained.v1: no component {component!r} in the pipeline ({', '.join(nlp.pipe_names)})"
+            )
+        model = nlp.get_pipe(component).model
+        if layer:
+            model = model.get_ref(layer)
+        start_from_pretrained(model, source)
+        return nlp
+
+    return after_init
+
+
+def read_pretrained_state(source: Path) -> dict[str, torch.Tensor]:
+    """The torch state_dict inside a tok2vec file written by `spacy pretrain`."""
+    if not source.exists():
+        raise PretrainedError(f"spacy-encoder: no pretrained weights at {source}")
+    try:
+        msg = srsly.msgpack_loads(source.read_bytes())
+        shims = [shim for node in msg["shims"] for shim in node]
+        params = [param for node in msg["params"] for param in node]
+    except Exception:
+        raise PretrainedError(f"spacy-encoder: {source} is not a tok2vec written by spacy pretrain") from None
+    if len(shims) != 1 or params:
+        raise PretrainedError(
+            f"spacy-encoder: {source} is not a spacy-encoder tok2vec (it has {len(shims)} torch layers and "
+            f"{len(params)} Thinc parameters; expected 1 and 0)"
+        )
+    try:
+        state = torch.load(io.BytesIO(srsly.msgpack_loads(shims[0])["state"]), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PretrainedError(f"spacy-encoder: the weights in {source} could not be read ({type(err).__name__})") from None
+    return state
+
+
+def start_from_pretrained(model: Model, source: Path) -> None:
+    """Load the pretrained weights at `source` into the spacy-encoder tok2vec inside
+    `model`, in place. Where `model` has static vectors and the weights do not, the
+    vector projection keeps its initial values and the mixer's vector columns start at
+    zero."""
+    nodes = [node for node in model.walk() if node.name == "spacy-encoder.tok2vec"]
+    if len(nodes) != 1:
+        raise PretrainedError(
+            f"spacy-encoder: expected one spacy-encoder tok2vec in {model.name!r}, found {len(nodes)}"
+        )
+    module = nodes[0].layers[0].shims[0]._model
+    ours = module.state_dict()
+    state = read_pretrained_state(source)
+    added = _PROJ in ours and _PROJ not in state
+    if added and _MIX in state and state[_MIX].dim() == 2:
+        mix = state[_MIX]
+        extra = ours[_MIX].shape[1] - mix.shape[1]
+        if extra > 0 and ours[_MIX].shape[0] == mix.shape[0]:
+            zeros = torch.zeros(mix.shape[0], extra, dtype=mix.dtype)
+            state = {**state, _MIX: torch.cat([mix, zeros], dim=1), _PROJ: ours[_PROJ].detach().cpu()}
+    try:
+        module.load_state_dict({key: value.to(ours[key].device) if key in ours else value for key, value in state.items()})
+    except Exception:
+        raise PretrainedError(
+            f"spacy-encoder: the pretrained weights in {source} do not fit the config's encoder "
+            f"(weights: {read_summary(source)}; config: {shape_summary(ours)})"
+        ) from None
+    what = "; the static-vector columns start at zero" if added else ""
+    logger.info("Started the encoder from %s%s", source, what)
+
+
+def read_summary(source: Path) -> str:
+    return shape_summary(read_pretrained_state(source))
