@@ -14,7 +14,7 @@ from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
-from .layers import pad_empty, torch_layer, transformer_encoder, transformer_tok2vec
+from .layers import WeightsError, error_summary, pad_empty, torch_layer, transformer_encoder, transformer_tok2vec
 from .pytorch.config import check_windows
 from .pytorch import (
     EmbedConfig,
@@ -34,52 +34,64 @@ def build_transformer_tok2vec_v1(
     depth: int,
     n_heads: int,
     ff_width: int,
-    attrs: List[str],
-    rows: List[int],
-    n_hashes: int,
-    positions: str,
-    local_window: int,
-    norm_first: bool,
-    dropout: float,
-    embed_dropout: float,
-    max_length: int,
-    window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
-    torchscript: bool,
+    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [5000, 1000, 2500, 2500],
+    n_hashes: int = 2,
+    positions: str = "rotary",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    embed_dropout: float = 0.1,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
     feature_dropout: Union[float, List[float]] = 0.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Transformer tok2vec: hashed token features, then a stack of encoder layers,
     all in one torch module. Fits anywhere spaCy takes a tok2vec (inline, or in a
     `tok2vec` component feeding listeners).
 
+    The four sizes (width, depth, n_heads, ff_width) are required; every other
+    setting has a default, the value that configs/ner.cfg writes out (except
+    feature_dropout, see there), so that `spacy init fill-config` completes a block
+    that names only `@architectures` and the sizes. The defaults are part of the
+    `.v1` contract and never change (a saved pipeline's config has every value
+    written out anyway); new defaults need a new `.vN`. The builder never mutates the
+    list and dict defaults.
+
     width (int): Width of the embeddings and of every layer. Recommended values are 128 to 256.
     depth (int): Number of encoder layers. Recommended values are 2 to 6.
     n_heads (int): Attention heads; must divide `width`. Recommended: width / 32.
     ff_width (int): Hidden width of the feed-forward sub-layers. Recommended: 4 * width.
-    attrs (List[str]): Token attributes to embed. Recommended: ["NORM", "PREFIX", "SUFFIX", "SHAPE"].
-    rows (List[int]): Hash-table rows per attribute. Recommended: [5000, 1000, 2500, 2500].
-    n_hashes (int): Hashed rows summed per feature id (1-4). Recommended: 2.
-    positions (str): "rotary", "sinusoidal", "learned" or "none". Recommended: "rotary".
+    attrs (List[str]): Token attributes to embed. Default: ["NORM", "PREFIX", "SUFFIX", "SHAPE"].
+    rows (List[int]): Hash-table rows per attribute. Default: [5000, 1000, 2500, 2500].
+    n_hashes (int): Hashed rows summed per feature id (1-4). Default: 2.
+    positions (str): "rotary", "sinusoidal", "learned" or "none". Default: "rotary".
     local_window (int): Kernel size of the residual convolutions before the first layer
-        and first in each layer (local n-gram context); 0 turns them off. Recommended: 3.
-    norm_first (bool): Pre-norm (true) or post-norm (false). Recommended: true.
+        and first in each layer (local n-gram context); 0 turns them off. Default: 3.
+    norm_first (bool): Pre-norm (true) or post-norm (false). Default: true.
     dropout (float): Dropout inside the encoder. spaCy's [training] dropout does not
-        reach inside torch modules; set it here. Recommended: 0.1.
-    embed_dropout (float): Dropout on the embeddings. Recommended: 0.1.
+        reach inside torch modules; set it here. Default: 0.1.
+    embed_dropout (float): Dropout on the embeddings. Default: 0.1.
     max_length (int): Longest window the encoder sees; longer docs are split into
-        overlapping windows and stitched back. Recommended: 128 to 512.
-    window_stride (int): Distance between window starts (<= max_length). Recommended: 3/4 of max_length.
+        overlapping windows and stitched back. Default: 256 (recommended: 128 to 512).
+    window_stride (int): Distance between window starts (<= max_length). Default: 192
+        (recommended: 3/4 of max_length).
     mixed_precision (bool): Autocast to fp16 on GPU. Ignored, with a warning, on CPU.
+        Default: false.
     grad_scaler_config (dict): Arguments of thinc's PyTorchGradScaler for mixed precision,
-        e.g. {"init_scale": 32768.0}. Empty for the defaults.
+        e.g. {"init_scale": 32768.0}. Default: {} (thinc's defaults).
     torchscript (bool): Run the encoder as a TorchScript module (torch.jit.script).
+        Default: false.
     feature_dropout (Union[float, List[float]]): In training, the chance that one
         attribute (NORM, PREFIX, ...) of one token is zeroed: word dropout, so that unseen
         words are read from their spelling and context. One rate for all attributes, or
         one per attribute in the order of `attrs` (e.g. [0.3, 0.15, 0.15, 0.15] drops
-        whole words more often than their affixes and shape). Defaults to 0 (off), so
-        configs written before it keep their meaning.
+        whole words more often than their affixes and shape). Default: 0 (off), so
+        configs written before it keep their meaning; the configs in configs/ set 0.15
+        (ner, textcat).
     """
     # locals() is exactly the arguments here, at the top of the builder.
     return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v1", vectors_width=0, vectors_dropout=0.0, **locals())
@@ -91,23 +103,23 @@ def build_transformer_tok2vec_v2(
     depth: int,
     n_heads: int,
     ff_width: int,
-    attrs: List[str],
-    rows: List[int],
-    n_hashes: int,
-    positions: str,
-    local_window: int,
-    norm_first: bool,
-    dropout: float,
-    embed_dropout: float,
-    feature_dropout: Union[float, List[float]],
     vectors_width: int,
-    vectors_dropout: float,
-    output_scale: float,
-    max_length: int,
-    window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
-    torchscript: bool,
+    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [5000, 1000, 2500, 2500],
+    n_hashes: int = 2,
+    positions: str = "rotary",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    embed_dropout: float = 0.1,
+    feature_dropout: Union[float, List[float]] = 0.15,
+    vectors_dropout: float = 0.1,
+    output_scale: float = 3.0,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """`spacy-encoder.TransformerTok2Vec.v1` with static word vectors as an input, as
     spaCy's `MultiHashEmbed.v2` with `include_static_vectors = true`: each token's row of
@@ -116,17 +128,24 @@ def build_transformer_tok2vec_v2(
     and not copied into the encoder's weights: it is saved once, with the vocab, so a
     saved pipeline needs no access to the original vectors.
 
+    The sizes (width, depth, n_heads, ff_width and vectors_width) are required; every
+    other setting has a default, the value that configs/ner_vectors.cfg writes out, so
+    that `spacy init fill-config` completes a block that names only `@architectures`
+    and the sizes. The defaults are part of the `.v2` contract and never change.
+
     vectors_width (int): Width of the pipeline's vectors: 300 for en_core_web_md/lg, 50
         for GloVe 6B 50d. 0 turns vectors off (then the model equals v1's). A pipeline
-        whose vectors have another width fails at initialization, naming both.
+        whose vectors have another width fails at initialization, naming both. Required.
     vectors_dropout (float): In training, the chance that one token's vector is zeroed,
-        so that the model also learns to read words the table lacks. Recommended: 0 to 0.2.
+        so that the model also learns to read words the table lacks. Default: 0.1
+        (recommended: 0 to 0.2; no effect with vectors_width = 0).
     output_scale (float): A constant factor on the output vectors. spaCy's heads start
         from small weights and learn at Adam's rate, so a larger input makes their early
         progress faster; LayerNorm's output (mean |x| about 0.8) is smaller than spaCy's
-        CNN tok2vec's (about 3.5). 1.0 leaves it unscaled (as v1).
-    feature_dropout (Union[float, List[float]]): As in v1, required here.
-    Other arguments as in `spacy-encoder.TransformerTok2Vec.v1`.
+        CNN tok2vec's (about 3.5). 1.0 leaves it unscaled (as v1). Default: 3.0.
+    feature_dropout (Union[float, List[float]]): As in v1. Default: 0.15 (v1's default
+        is 0, for configs written before v1 had it; v2 always required it).
+    Other arguments and their defaults as in `spacy-encoder.TransformerTok2Vec.v1`.
     """
     return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v2", **locals())
 
@@ -187,21 +206,24 @@ def build_transformer_encoder_v1(
     depth: int,
     n_heads: int,
     ff_width: int,
-    positions: str,
-    local_window: int,
-    norm_first: bool,
-    dropout: float,
-    max_length: int,
-    window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
-    torchscript: bool,
+    positions: str = "rotary",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The encoder stack alone, for the `encode` slot of `spacy.Tok2Vec.v2` after any
     spaCy embed layer (e.g. `spacy.MultiHashEmbed.v2` with the same width).
 
-    Arguments as in `spacy-encoder.TransformerTok2Vec.v1`; `width` must equal the
-    embed layer's width.
+    Arguments and their defaults as in `spacy-encoder.TransformerTok2Vec.v1`; `width`
+    must equal the embed layer's width. The sizes (width, depth, n_heads, ff_width)
+    are required; the defaults are those of configs/ner.cfg's encoder: positions
+    "rotary", local_window 3, norm_first true, dropout 0.1, max_length 256,
+    window_stride 192, mixed_precision false, grad_scaler_config {}, torchscript false.
     """
     with _config_errors("spacy-encoder.TransformerEncoder.v1"):
         config = EncoderConfig(
@@ -227,14 +249,16 @@ def build_scripted_tok2vec_v1(
     attrs: List[str],
     max_length: int,
     window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[List[Doc], List[Floats2d]]:
     """A TorchScript tok2vec loaded from a saved pipeline: the graph and weights come
     from the pipeline's files (written by `spacy-encoder script`), so no Python class
     is needed to rebuild it. It cannot be initialized from scratch; train
     `spacy-encoder.TransformerTok2Vec.v1` instead. Arguments as there; they must
-    match the saved module.
+    match the saved module, so they have no defaults, except the two run-time
+    settings that do not shape it: mixed_precision (default: false) and
+    grad_scaler_config (default: {}).
     """
     with _config_errors("spacy-encoder.ScriptedTok2Vec.v1"):
         _check_attrs(attrs)
@@ -252,12 +276,12 @@ def build_scripted_tok2vec_v2(
     vectors_width: int,
     max_length: int,
     window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[List[Doc], List[Floats2d]]:
     """The TorchScript counterpart of `spacy-encoder.TransformerTok2Vec.v2`, loaded from
-    a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`). `vectors_width` must
-    match the saved module and the pipeline's vectors."""
+    a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`, also for the defaults).
+    `vectors_width` must match the saved module and the pipeline's vectors."""
     name = "spacy-encoder.ScriptedTok2Vec.v2"
     with _config_errors(name):
         _check_attrs(attrs)
@@ -280,11 +304,12 @@ def build_scripted_encoder_v1(
     width: int,
     max_length: int,
     window_stride: int,
-    mixed_precision: bool,
-    grad_scaler_config: Dict[str, Any],
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The TorchScript counterpart of `spacy-encoder.TransformerEncoder.v1`, loaded
-    from a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`)."""
+    from a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`, also for the
+    defaults)."""
     with _config_errors("spacy-encoder.ScriptedEncoder.v1"):
         check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
@@ -333,6 +358,7 @@ def _wrap(
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
 ) -> Model:
+    _name_damaged_files_in_spacy_load()
     on_gpu = isinstance(get_current_ops(), CupyOps)
     if mixed_precision and not on_gpu:
         logger.warning(
@@ -386,9 +412,9 @@ def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "to
     try:
         state = torch.load(io.BytesIO(state_bytes), map_location=device, weights_only=True)
     except Exception as err:
-        raise ValueError(
+        raise WeightsError(
             "spacy-encoder: the encoder weights could not be loaded as a plain state_dict "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). The file is "
+            f"({error_summary(err)}). The file is "
             "corrupted or was not written by spacy-encoder; nothing in it was executed."
         ) from None
     try:
@@ -396,7 +422,7 @@ def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "to
     except Exception as err:
         theirs, ours = shape_summary(state), shape_summary(module.state_dict())
         detail = f"weights: {theirs}; config: {ours}" if theirs != ours else " ".join(str(err).split())[:400]
-        raise ValueError(
+        raise WeightsError(
             "spacy-encoder: the saved encoder weights do not fit the architecture in the "
             f"config ({detail}). Was config.cfg edited after saving, the pipeline saved by a "
             "different spacy-encoder version, or init_tok2vec pretrained with other settings?"
@@ -420,6 +446,131 @@ def shape_summary(state: Any) -> str:
     vectors = next((shape for key, shape in shapes.items() if key.startswith("embed.") and "vectors" in key and len(shape) == 2), None)
     parts.append(f"vectors_width {vectors[1] if vectors else 0}")
     return ", ".join(parts)
+
+
+def _name_damaged_files_in_spacy_load() -> None:
+    """Make `spacy.load` of a pipeline with spacy-encoder layers fail with one line that
+    names the file when a component's `model` file is cut short, emptied or replaced by
+    another file (see `damaged_model_file`). Installed once, by the first spacy-encoder
+    layer built, which every such pipeline builds before its files are read.
+
+    Why a wrapper on spaCy's `Language.from_disk` (the one place that knows both the
+    file and the model): a component reads `<name>/model` itself and hands only its
+    bytes to its model's `from_bytes`, which thinc unpacks before any of our code runs
+    (the top node is often spaCy's: a parser, a chain); thinc's `Model` has `__slots__`
+    and spaCy's components are cdef classes, so neither takes a per-instance hook. The
+    wrapper does nothing on success, and on failure replaces only errors raised while a
+    component model of a pipeline with spacy-encoder layers read its bytes; any other
+    error, and every error of other pipelines, is re-raised unchanged.
+    """
+    import functools
+
+    from spacy.language import Language
+
+    original = Language.from_disk
+    if getattr(original, "_spacy_encoder_names_damaged_files", False):
+        return
+
+    @functools.wraps(original)
+    def from_disk(self: Language, path: Any, *args: Any, **kwargs: Any) -> Language:
+        try:
+            return original(self, path, *args, **kwargs)
+        except Exception as err:
+            damaged = damaged_model_file(self, path, err)
+            if damaged is None:
+                raise
+        # Raised outside the handler: no chained traceback, and the frames of the
+        # failed load (holding the file's bytes) are let go.
+        raise damaged
+
+    from_disk._spacy_encoder_names_damaged_files = True  # type: ignore[attr-defined]
+    Language.from_disk = from_disk  # type: ignore[method-assign]
+
+
+def damaged_model_file(nlp: Any, path: Any, err: BaseException) -> Optional[WeightsError]:
+    """The one-line error naming `<path>/<component>/model` when `err` was raised while
+    that component's model read the file and the pipeline has spacy-encoder layers;
+    None otherwise (the error is not about a model file, or not in our pipeline)."""
+    # From the config, not the models: a failed from_dict may have renamed their nodes.
+    if not _uses_spacy_encoder(nlp.config.get("components", {})):
+        return None
+    models = {id(proc.model): name for name, proc in nlp.components if isinstance(getattr(proc, "model", None), Model)}
+    import srsly
+    from pathlib import Path
+
+    # The component whose model was reading its bytes: thinc's Model.from_bytes (or
+    # from_dict) frame on the traceback, with that model as `self`. spaCy turns some
+    # such errors (AttributeError) into its E149, raised while handling them.
+    reading = (Model.from_bytes.__code__, Model.from_dict.__code__)
+    component = None
+    for error in _chain(err):
+        tb = error.__traceback__
+        while tb is not None and component is None:
+            if tb.tb_frame.f_code in reading and id(tb.tb_frame.f_locals.get("self")) in models:
+                component = models[id(tb.tb_frame.f_locals["self"])]
+            tb = tb.tb_next
+        if component is not None:
+            break
+    if component is None:
+        return None
+    file = Path(path) / component / "model"
+    if not file.is_file():
+        return None
+    expected = f"expected the weights of the pipeline's '{component}' component, as nlp.to_disk writes them"
+    data = file.read_bytes()
+    if not data:
+        return WeightsError(f"spacy-encoder: {file} is empty; {expected}. Copy the pipeline again from where it was saved.")
+    try:
+        msg = srsly.msgpack_loads(data)
+    except Exception as unpack_error:
+        if "incomplete input" in str(unpack_error):
+            return WeightsError(
+                f"spacy-encoder: {file} is cut short (its data stops after {len(data):,} bytes); "
+                f"{expected}. Copy the pipeline again from where it was saved."
+            )
+        msg = unpack_error
+    if not isinstance(msg, dict) or "nodes" not in msg:
+        try:
+            text = data.decode("utf8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and all(c.isprintable() or c.isspace() for c in text):
+            content = "it holds text"
+        elif isinstance(msg, Exception):
+            content = "it is not in thinc's msgpack format"
+        else:
+            content = f"it holds a {type(msg).__name__}, not a model"
+        return WeightsError(
+            f"spacy-encoder: {file} is not a model file ({content}); {expected} (thinc msgpack). "
+            "Was it replaced by another file?"
+        )
+    ours = next((e for e in _chain(err) if isinstance(e, WeightsError)), None)
+    if ours is not None:
+        return WeightsError(f"spacy-encoder: {file}: {str(ours).removeprefix('spacy-encoder: ')}")
+    return WeightsError(
+        f"spacy-encoder: {file} holds the weights of another model ({error_summary(error)}); {expected}, "
+        "for the architecture in config.cfg. Was it copied from another component or pipeline, or "
+        "config.cfg edited after saving?"
+    )
+
+
+def _uses_spacy_encoder(section: Any) -> bool:
+    """Whether a config section names a spacy-encoder architecture anywhere inside."""
+    if isinstance(section, dict):
+        if str(section.get("@architectures", "")).startswith("spacy-encoder."):
+            return True
+        return any(_uses_spacy_encoder(value) for value in section.values())
+    return False
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err` and the errors it was raised from or while handling."""
+    seen = set()
+    error: Optional[BaseException] = err
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 @contextmanager

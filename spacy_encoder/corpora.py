@@ -13,12 +13,13 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from enum import Enum
 from pathlib import Path
 
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conll_ner_to_docs
+
+from .corpus_types import CorpusError, GoEmotionsView, Scheme
 
 __all__ = [
     "CorpusError",
@@ -32,40 +33,12 @@ __all__ = [
     "read_goemotions",
     "read_labels",
     "write_docbin",
+    "read_docbin",
+    "DocBinError",
     "summarize",
     "wikiextractor_files",
     "wikiextractor_paragraphs",
 ]
-
-
-class CorpusError(ValueError):
-    """A problem in an input file, located as `path:line: what is wrong`."""
-
-    def __init__(self, path: Path | str, line: int, problem: str) -> None:
-        super().__init__(f"{path}:{line}: {problem}")
-        self.path = Path(path)
-        self.line = line
-        self.problem = problem
-
-
-class Scheme(str, Enum):
-    """NER tagging scheme of a column file; it only decides what is *valid*.
-
-    All three decode the same way (spaCy's `iob_to_biluo`: `B-X` always starts an
-    entity, `I-X` starts one after `O` or another type), so `iob1` also accepts IOB2
-    files. `iob2` and `io` are stricter checks for files that claim those schemes.
-    """
-
-    iob1 = "iob1"
-    iob2 = "iob2"
-    io = "io"
-
-
-class GoEmotionsView(str, Enum):
-    """`multilabel`: the 28 GoEmotions labels; `sentiment`: 4 exclusive groups."""
-
-    multilabel = "multilabel"
-    sentiment = "sentiment"
 
 
 # Sentiment grouping of Demszky et al. (2020), GoEmotions, Sec. 3 / sentiment_dict.json.
@@ -418,6 +391,63 @@ def write_docbin(docs: Iterable[Doc], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs).to_disk(path)
     return path
+
+
+class DocBinError(CorpusError):
+    """A `.spacy` file that is not a DocBin, as `path: what is wrong` (it has no lines)."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        ValueError.__init__(self, f"{path}: {problem}")
+        self.path = Path(path)
+        self.line = 0
+        self.problem = problem
+
+
+def read_docbin(path: Path, vocab: spacy.Vocab) -> Iterator[Doc]:
+    """The Docs of a `.spacy` DocBin. A file that is not one (cut short, emptied, or
+    another file) raises a `DocBinError` naming it: spaCy's own error (E1014, or a
+    KeyError or TypeError from inside the data) does not say which file. Missing or
+    unreadable files raise the OSError of opening them, which names the file."""
+    path = Path(path)
+    try:
+        doc_bin = DocBin().from_disk(path)
+    except OSError:
+        raise
+    except Exception as err:
+        raise _not_a_docbin(path, err) from None
+
+    def docs() -> Iterator[Doc]:
+        stream = doc_bin.get_docs(vocab)
+        while True:
+            try:
+                doc = next(stream)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise _not_a_docbin(path, err) from None
+            yield doc
+
+    return docs()
+
+
+def _not_a_docbin(path: Path, err: Exception) -> DocBinError:
+    import zlib
+
+    data = path.read_bytes()
+    if not data:
+        why = "the file is empty"
+    else:
+        try:
+            zlib.decompress(data)
+        except zlib.error as zlib_error:
+            if "incomplete or truncated" in str(zlib_error):
+                why = f"the file is cut short (its data stops after {len(data):,} bytes)"
+            else:
+                why = "its bytes are not zlib-compressed msgpack"
+        else:
+            text = str(err).splitlines()[0] if str(err) else ""
+            why = f"its data does not hold Docs ({type(err).__name__}: {text[:200]})"
+    return DocBinError(path, f"not a DocBin written by spaCy: {why}")
 
 
 def raw_texts(docs: Iterable[Doc], max_words: int) -> Iterator[str]:

@@ -281,8 +281,30 @@ class EncoderShim(_TrainingShim, _InferencePredict, PyTorchShim):
     pass
 
 
+class WeightsError(ValueError):
+    """Saved encoder weights that cannot be loaded: damaged, or not written for this model."""
+
+
+def error_summary(err: BaseException) -> str:
+    """`Type: first sentence` of an error, for a one-line message (torch's errors on a
+    damaged file go on with several sentences of advice, and some with a C++ trace)."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
+
+
 class ScriptedEncoderShim(_TrainingShim, _InferencePredict, TorchScriptShim):
     _no_grad = torch.no_grad
+
+    def from_bytes(self, bytes_data: bytes) -> "ScriptedEncoderShim":
+        """thinc's, with a one-line error where torch cannot read the saved graph (cut
+        short or overwritten: torch's own error is about zip archives and streams)."""
+        try:
+            return super().from_bytes(bytes_data)
+        except RuntimeError as err:
+            raise WeightsError(
+                f"spacy-encoder: the TorchScript encoder could not be loaded ({error_summary(err)}). "
+                "The file is corrupted or was not written by spacy-encoder."
+            ) from None
 
     def __getstate__(self) -> dict:
         """Pickle the TorchScript module as `torch.jit.save` bytes: a ScriptModule has no

@@ -25,11 +25,17 @@ Training and saved models (here):
  28. encoder weights truncated (half-written): clear error (also tests/test_deploy.py)
  29. a model directory missing its weights file: clear error
  30. weights replaced by a malicious pickle: refused, nothing runs (tests/test_deploy.py)
+ 32. a weights file (tok2vec/model, ner/model) cut short, emptied, or replaced by another
+     file, in an eager and a scripted pipeline: spacy.load fails with one line naming the
+     file and what was expected
+ 33. `spacy-encoder raw-text` on a corrupt DocBin (cut short, emptied, another file): one
+     line naming the file, exit code 1
 Concurrency (here):
  31. several threads calling nlp() on one pipeline give the results of one thread
 Memory stability: `spacy-encoder bench-memory` prints RSS over 50,000 short docs (a
 benchmark, not a timed test).
 """
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +48,10 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 from spacy.training import Example
+from typer.testing import CliRunner
+
+from spacy_encoder.cli import app
+from spacy_encoder.deploy import script_pipeline
 
 from .conftest import REPO
 from .test_training import NER_DATA, TEXTCAT_DATA, nlp_from_config, train
@@ -189,3 +199,106 @@ def test_threads_give_the_results_of_one_thread(pipelines):
         results = list(pool.map(lambda t: nlp(t).tensor, texts))
     for a, b in zip(results, expected):
         numpy.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# --- Damaged pipelines and corpora ---------------------------------------------------
+
+TINY = dict(width=32, depth=1, n_heads=2, ff_width=64, max_length=32, window_stride=24)
+
+
+@pytest.fixture(scope="module")
+def saved_pipelines(tmp_path_factory):
+    """An eager pipeline (initialized, not trained: only its files matter here) and its
+    scripted copy, as `spacy-encoder script` writes it."""
+    root = tmp_path_factory.mktemp("damaged")
+    nlp = nlp_from_config("ner", **TINY)
+    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA])
+    nlp.to_disk(root / "eager")
+    script_pipeline(root / "eager", root / "scripted")
+    return {"eager": root / "eager", "scripted": root / "scripted"}
+
+
+DAMAGE = {
+    # name: (how the file is damaged, what the message says)
+    "cut short": (lambda file, path: file.write_bytes(file.read_bytes()[: file.stat().st_size // 2]), "is cut short"),
+    "emptied": (lambda file, path: file.write_bytes(b""), "is empty"),
+    "replaced by meta.json": (lambda file, path: file.write_bytes((path / "meta.json").read_bytes()), "is not a model file"),
+    "replaced by random bytes": (
+        lambda file, path: file.write_bytes(numpy.random.default_rng(0).bytes(5000)), "is not a model file"
+    ),
+    "replaced by another component's model": (
+        lambda file, path: file.write_bytes((path / "ner" / "model").read_bytes()), "holds the weights of another model"
+    ),
+}
+
+
+def load_damaged(source, tmp_path, component, damage):
+    path = tmp_path / "pipeline"
+    shutil.copytree(source, path)
+    file = path / component / "model"
+    DAMAGE[damage][0](file, path)
+    with pytest.raises(ValueError) as err:
+        spacy.load(path)
+    return file, err.value
+
+
+@pytest.mark.parametrize("kind", ["eager", "scripted"])
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_weights_file_fails_naming_the_file(saved_pipelines, tmp_path, kind, damage):
+    file, error = load_damaged(saved_pipelines[kind], tmp_path, "tok2vec", damage)
+    message = str(error)
+    assert str(file) in message
+    assert DAMAGE[damage][1] in message
+    assert "expected the weights of the pipeline's 'tok2vec' component" in message
+    assert "\n" not in message
+    # One error, not one raised while handling another (no "During handling..." trace).
+    assert error.__cause__ is None and error.__context__ is None
+
+
+@pytest.mark.parametrize("kind", ["eager", "scripted"])
+def test_damaged_head_weights_fail_naming_the_file(saved_pipelines, tmp_path, kind):
+    file, error = load_damaged(saved_pipelines[kind], tmp_path, "ner", "cut short")
+    assert str(file) in str(error) and "is cut short" in str(error) and "'ner' component" in str(error)
+    assert "\n" not in str(error)
+
+
+def test_truncated_scripted_graph_fails_naming_the_file(saved_pipelines, tmp_path):
+    # Cut short inside a valid thinc file: the TorchScript graph itself (the eager
+    # case, the torch state_dict, is tests/test_deploy.py::test_truncated_weights_...).
+    import srsly
+
+    path = tmp_path / "pipeline"
+    shutil.copytree(saved_pipelines["scripted"], path)
+    file = path / "tok2vec" / "model"
+    msg = srsly.msgpack_loads(file.read_bytes())
+    for node_shims in msg["shims"]:
+        for i, shim_bytes in enumerate(node_shims):
+            shim = srsly.msgpack_loads(shim_bytes)
+            shim["model"] = shim["model"][: len(shim["model"]) // 2]
+            node_shims[i] = srsly.msgpack_dumps(shim)
+    file.write_bytes(srsly.msgpack_dumps(msg))
+    with pytest.raises(ValueError, match="the TorchScript encoder could not be loaded") as err:
+        spacy.load(path)
+    assert str(file) in str(err.value) and "corrupted" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("cut short", "is cut short"),
+        ("emptied", "is empty"),
+        ("replaced by random bytes", "not zlib-compressed msgpack"),
+    ],
+)
+def test_raw_text_on_corrupt_docbin_names_the_file(tmp_path, damage, expected):
+    corpus = _tiny_corpus(tmp_path / "train.spacy")
+    DAMAGE[damage][0](corpus, tmp_path)
+    result = CliRunner().invoke(app, ["raw-text", str(corpus), "-o", str(tmp_path / "raw.jsonl")])
+    text = " ".join(result.output.split())  # wasabi wraps long lines
+    assert result.exit_code == 1, text
+    assert isinstance(result.exception, SystemExit), result.exception  # typer.Exit, not a crash
+    assert "Traceback" not in text
+    assert f"{corpus}: not a DocBin written by spaCy" in text
+    assert expected in text
+    assert not (tmp_path / "raw.jsonl").exists()

@@ -1,11 +1,32 @@
-"""The `spacy-encoder` command line: one typer app, one module per group of commands."""
+"""The `spacy-encoder` command line: one typer app, one module per group of commands.
+
+The command modules import nothing heavy at the top (spaCy and torch take seconds), so
+`spacy-encoder --help` and argument errors are instant; tests check it.
+"""
+import importlib
+from typing import Any
+
 import typer
+
+
+class LazyModule:
+    """A module imported on first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
 
 app = typer.Typer(
     name="spacy-encoder",
     help="Transformer encoder for spaCy: corpus conversion, export, inspection, benchmarks.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help, as spaCy's own CLI prints it: flags without a type, paragraphs
+    # rewrapped to the terminal.
+    rich_markup_mode=None,
 )
 
 # Importing the modules registers their commands on `app`.
@@ -16,6 +37,7 @@ from . import deploy  # noqa: E402,F401
 from . import bench  # noqa: E402,F401
 from . import accuracy  # noqa: E402,F401
 from . import pretrained  # noqa: E402,F401
+from . import init_config  # noqa: E402,F401
 
 
 def main() -> None:

@@ -125,8 +125,8 @@ def _header(cap_steps: int) -> str:
 
 @app.command("tune-threshold")
 def tune_threshold_command(
-    model: Path = typer.Argument(..., help="Trained pipeline folder with a textcat_multilabel component"),
-    dev_path: Path = typer.Argument(..., help="Annotated dev .spacy file (never the test set)"),
+    model: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline folder with a textcat_multilabel component."),
+    dev_path: Path = typer.Argument(..., metavar="DEV", help="Annotated dev .spacy file (never the test set)."),
     output: Path = typer.Option(None, "--output", "-o", help="Write the tuned pipeline here (default: update MODEL in place)"),
     component: str = typer.Option("textcat_multilabel", "--component", "-c", help="The multi-label text classifier's name"),
 ) -> None:
@@ -140,7 +140,10 @@ def tune_threshold_command(
 
     if not dev_path.exists():
         msg.fail(f"{dev_path} not found.", exits=1)
-    nlp = spacy.load(model)
+    try:
+        nlp = spacy.load(model)
+    except (OSError, ValueError) as err:
+        msg.fail(f"{model}: {' '.join(str(err).split())}", exits=1)
     if component not in nlp.pipe_names:
         msg.fail(f"No component '{component}' in {model} (it has: {', '.join(nlp.pipe_names)}).", exits=1)
     pipe = nlp.get_pipe(component)

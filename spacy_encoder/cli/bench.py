@@ -134,9 +134,9 @@ def _markdown(results: Dict[str, Any]) -> str:
 
 @app.command("bench-memory")
 def bench_memory_command(
-    model: str = typer.Argument(..., help="Pipeline folder or installed package name"),
+    model: str = typer.Argument(..., metavar="MODEL", help="Pipeline folder or installed package name."),
     n_docs: int = typer.Option(50_000, "--n-docs", help="Short docs to annotate"),
-    batch_size: int = typer.Option(256, "--batch-size"),
+    batch_size: int = typer.Option(256, "--batch-size", help="Docs per nlp.pipe batch."),
     warmup: int = typer.Option(5_000, "--warmup", help="Docs before the reference RSS is taken"),
 ) -> None:
     """Memory stability: RSS while `nlp.pipe` annotates many short docs. After warm-up

@@ -14,9 +14,10 @@ from typing import Annotated, Optional
 import typer
 from wasabi import msg
 
-from .. import corpora
-from ..corpora import CorpusError, GoEmotionsView, Scheme
-from . import app
+from ..corpus_types import CorpusError, GoEmotionsView, Scheme
+from . import LazyModule, app
+
+corpora = LazyModule("spacy_encoder.corpora")
 
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Keep only the first N docs/examples (tiny test slices).")]
 
@@ -97,7 +98,7 @@ def convert_goemotions(
 
 @app.command("raw-text")
 def raw_text(
-    input_paths: Annotated[list[Path], typer.Argument(metavar="INPUT...", help="Converted .spacy files whose text to use.")],
+    input_paths: Annotated[list[Path], typer.Argument(metavar="INPUT", help="Converted .spacy files whose text to use.")],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="JSONL file for `spacy pretrain --paths.raw_text`.")],
     max_words: Annotated[int, typer.Option("--max-words", min=1, help="Cut longer docs between sentences (the pretraining reader skips texts over 500 words).")] = 400,
 ) -> None:
@@ -105,7 +106,6 @@ def raw_text(
     (annotations are dropped: use training files, never the test set)."""
     import spacy
     import srsly
-    from spacy.tokens import DocBin
 
     with _fail_cleanly():
         nlp = spacy.blank("en")
@@ -113,7 +113,7 @@ def raw_text(
         for path in input_paths:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: no such file")
-            docs = DocBin().from_disk(path).get_docs(nlp.vocab)
+            docs = corpora.read_docbin(path, nlp.vocab)
             texts.extend(corpora.raw_texts(docs, max_words))
         output_path.parent.mkdir(parents=True, exist_ok=True)
         srsly.write_jsonl(output_path, ({"text": text} for text in texts))

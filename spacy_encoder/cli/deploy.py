@@ -1,4 +1,5 @@
 """`spacy-encoder script` and `spacy-encoder export`."""
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -7,10 +8,17 @@ from wasabi import msg
 from . import app
 
 
+class ExportFormat(str, Enum):
+    """`torchscript`: a `torch.jit` file; `export`: a `torch.export` program (.pt2)."""
+
+    torchscript = "torchscript"
+    export = "export"
+
+
 @app.command("script")
 def script_command(
-    model_path: Path = typer.Argument(..., help="Trained pipeline directory (or package path)", exists=True),
-    output_path: Path = typer.Argument(..., help="Directory for the scripted pipeline"),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path).", exists=True),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Directory for the scripted pipeline."),
 ) -> None:
     """Turn a trained pipeline into one whose encoder runs as TorchScript."""
     from ..deploy import DeployError, script_pipeline
@@ -25,17 +33,17 @@ def script_command(
 
 @app.command("export")
 def export_command(
-    model_path: Path = typer.Argument(..., help="Trained pipeline directory (or package path)", exists=True),
-    output: Path = typer.Argument(..., help="Output file, e.g. encoder.pt (its description goes to <output>.json)"),
-    component: str = typer.Option("tok2vec", "--component", "-c", help="Component holding the encoder"),
-    fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript (torch.jit) or export (torch.export)"),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path).", exists=True),
+    output: Path = typer.Argument(..., metavar="OUTPUT", help="Output file, e.g. encoder.pt (its description goes to OUTPUT.json)."),
+    component: str = typer.Option("tok2vec", "--component", "-c", help="Component holding the encoder."),
+    fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", "-f", help="torchscript (torch.jit) or export (torch.export)."),
 ) -> None:
     """Write a trained encoder as a standalone file: feature ids in, vectors out."""
     from ..deploy import DeployError, description_path, export_encoder
 
     try:
-        description = export_encoder(model_path, output, component=component, fmt=fmt)
+        description = export_encoder(model_path, output, component=component, fmt=fmt.value)
     except DeployError as err:
         msg.fail(str(err), exits=1)
-    msg.good(f"Wrote {output} ({fmt}) and {description_path(output)}")
+    msg.good(f"Wrote {output} ({fmt.value}) and {description_path(output)}")
     msg.text(f"inputs: {description['inputs']}; attrs: {description['attrs']}")

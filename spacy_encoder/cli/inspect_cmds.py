@@ -16,8 +16,9 @@ import numpy
 import typer
 from wasabi import msg
 
-from .. import inspect as insp
-from . import app
+from . import LazyModule, app
+
+insp = LazyModule("spacy_encoder.inspect")
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Pipeline directory or installed package name (anything spacy.load takes).")]
 Text = Annotated[str, typer.Argument(metavar="TEXT", help="The text to run through the pipeline.")]
@@ -145,7 +146,7 @@ def plot_training(
 def unseen_entities(
     model: ModelArg,
     train: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names were seen.")],
-    eval_paths: Annotated[list[Path], typer.Argument(metavar="EVAL...", help="Evaluation corpora (.spacy), e.g. dev and test.")],
+    eval_paths: Annotated[list[Path], typer.Argument(metavar="EVAL", help="Evaluation corpora (.spacy), e.g. dev and test.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the numbers as JSON.")] = None,
 ) -> None:
     """Entity recall on names seen and unseen in TRAIN, for each EVAL corpus."""

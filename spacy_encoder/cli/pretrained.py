@@ -12,7 +12,7 @@ from . import app
 
 @app.command("pretrained")
 def list_pretrained(
-    name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="Show one encoder's meta and check its weights.")] = None,
+    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Show one encoder's meta and check its weights.")] = None,
 ) -> None:
     """List the pretrained encoders shipped with spacy-encoder (or show one), for
     `[initialize] init_tok2vec = {"@misc":"spacy-encoder.pretrained_tok2vec.v1","name":NAME}`."""

@@ -198,7 +198,7 @@ def metrics_rows(data: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tupl
 
 @app.command("show-metrics")
 def show_metrics(
-    paths: Annotated[list[Path], typer.Argument(metavar="METRICS_JSON...", help="Output files of `spacy evaluate --output`.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="METRICS_JSON", help="Output files of `spacy evaluate --output`.")],
 ) -> None:
     """Print the main scores and the per-type P/R/F of `spacy evaluate` JSON files."""
     failed = False
