@@ -397,10 +397,7 @@ class DocBinError(CorpusError):
     """A `.spacy` file that is not a DocBin, as `path: what is wrong` (it has no lines)."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
-        ValueError.__init__(self, f"{path}: {problem}")
-        self.path = Path(path)
-        self.line = 0
-        self.problem = problem
+        super().__init__(path, 0, problem)
 
 
 def read_docbin(path: Path, vocab: spacy.Vocab) -> Iterator[Doc]:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 
 class CorpusError(ValueError):
-    """A problem in an input file, located as `path:line: what is wrong`."""
+    """A problem in an input file, located as `path:line: what is wrong` (`path: what
+    is wrong` for line 0: the file or folder as a whole)."""
 
     def __init__(self, path: Path | str, line: int, problem: str) -> None:
-        super().__init__(f"{path}:{line}: {problem}")
+        super().__init__(f"{path}:{line}: {problem}" if line > 0 else f"{path}: {problem}")
         self.path = Path(path)
         self.line = line
         self.problem = problem

@@ -61,3 +61,31 @@ def choices(param) -> list[str]:
 def test_export_lists_its_formats():
     text = CliRunner().invoke(app, ["export", "--help"]).output
     assert "torchscript|export" in text and "{MODEL} {OUTPUT}" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["annotate", "{missing}", "text"],
+        ["trace", "{missing}", "text"],
+        ["script", "{missing}", "{tmp}/out"],
+        ["export", "{missing}", "{tmp}/out.pt"],
+        ["show-metrics", "{missing}"],
+        ["unseen-entities", "{missing}", "{missing}", "{missing}"],
+        ["plot-training", "{missing}"],
+        ["bench-memory", "{missing}"],
+        ["pretrain-slice", "{missing}", "{tmp}/out", "{missing}"],
+        ["convert-conll", "{missing}", "{tmp}/x.spacy"],
+        ["convert-sst2", "{missing}", "{tmp}/x.spacy"],
+        ["raw-text", "{missing}", "-o", "{tmp}/x.jsonl"],
+        ["wiki-text", "{missing}", "-o", "{tmp}/x.jsonl"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_a_missing_input_fails_in_one_line_naming_it(tmp_path, args):
+    missing = str(tmp_path / "no-such-thing")
+    result = CliRunner().invoke(app, [a.format(missing=missing, tmp=tmp_path) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "no-such-thing" in " ".join(result.output.split()).replace(" ", "")
+    assert "Traceback" not in result.output

@@ -145,7 +145,10 @@ def bench_memory_command(
 
     from ..bench import current_rss_mb
 
-    nlp = spacy.load(model)
+    try:
+        nlp = spacy.load(model)
+    except (OSError, ValueError) as err:
+        msg.fail(f"{model}: {' '.join(str(err).split())}", exits=1)
     words = "The European Commission said on Thursday it disagreed with German advice to consumers".split()
     texts = (" ".join(words[i % 7 : i % 7 + 3 + i % 9]) for i in range(n_docs))
     reference = None

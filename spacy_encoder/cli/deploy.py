@@ -17,12 +17,13 @@ class ExportFormat(str, Enum):
 
 @app.command("script")
 def script_command(
-    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path).", exists=True),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Directory for the scripted pipeline."),
 ) -> None:
     """Turn a trained pipeline into one whose encoder runs as TorchScript."""
     from ..deploy import DeployError, script_pipeline
 
+    _require_pipeline(model_path)
     try:
         components = script_pipeline(model_path, output_path)
     except DeployError as err:
@@ -33,7 +34,7 @@ def script_command(
 
 @app.command("export")
 def export_command(
-    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path).", exists=True),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
     output: Path = typer.Argument(..., metavar="OUTPUT", help="Output file, e.g. encoder.pt (its description goes to OUTPUT.json)."),
     component: str = typer.Option("tok2vec", "--component", "-c", help="Component holding the encoder."),
     fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", "-f", help="torchscript (torch.jit) or export (torch.export)."),
@@ -41,9 +42,16 @@ def export_command(
     """Write a trained encoder as a standalone file: feature ids in, vectors out."""
     from ..deploy import DeployError, description_path, export_encoder
 
+    _require_pipeline(model_path)
     try:
         description = export_encoder(model_path, output, component=component, fmt=fmt.value)
     except DeployError as err:
         msg.fail(str(err), exits=1)
     msg.good(f"Wrote {output} ({fmt.value}) and {description_path(output)}")
     msg.text(f"inputs: {description['inputs']}; attrs: {description['attrs']}")
+
+
+def _require_pipeline(path: Path) -> None:
+    if not (path / "config.cfg").is_file():
+        what = "does not exist" if not path.exists() else "has no config.cfg"
+        msg.fail(f"{path} {what}: expected a pipeline folder written by nlp.to_disk or spacy train", exits=1)
