@@ -41,7 +41,7 @@ def convert_conll(
     limit: Limit = None,
 ) -> None:
     """Convert a CoNLL NER file: one Doc per -DOCSTART- document, sentence starts set."""
-    with _fail_cleanly():
+    with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_conll(input_path, scheme, limit=limit, n_sents=n_sents)
         corpora.write_docbin(docs, output_path)
     msg.good(f"{output_path}: {corpora.summarize(docs)}")
@@ -57,7 +57,7 @@ def convert_wikigold(
     limit: Limit = None,
 ) -> None:
     """Convert WikiGold and split it by article into train/dev/test (it has no official split)."""
-    with _fail_cleanly():
+    with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_wikigold(input_path, limit=limit)
         splits = corpora.split_by_document(docs, dev_docs, test_docs, seed)
         for name, split in splits.items():
@@ -73,7 +73,7 @@ def convert_sst2(
     limit: Limit = None,
 ) -> None:
     """Convert SST-2 to exclusive textcat cats POSITIVE / NEGATIVE."""
-    with _fail_cleanly():
+    with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_sst2(input_path, limit=limit)
         corpora.write_docbin(docs, output_path)
     msg.good(f"{output_path}: {corpora.summarize(docs)}")
@@ -88,7 +88,7 @@ def convert_goemotions(
     limit: Limit = None,
 ) -> None:
     """Convert GoEmotions to textcat cats (multi-label emotions, or exclusive sentiment)."""
-    with _fail_cleanly():
+    with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs, dropped = corpora.read_goemotions(input_path, labels_path, view, limit=limit)
         corpora.write_docbin(docs, output_path)
     if view is GoEmotionsView.sentiment:
