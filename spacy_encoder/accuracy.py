@@ -44,6 +44,8 @@ TASKS: Dict[str, Task] = {
 # system -> spaCy `init config --optimize` value (None: our own config)
 SYSTEMS: Dict[str, Optional[str]] = {
     "spacy-encoder": None,
+    # Our configs started from the shipped pretrained encoder (`*_pretrained.cfg`).
+    "spacy-encoder-pretrained": None,
     "spacy-cnn-efficiency": "efficiency",
     "spacy-cnn-accuracy": "accuracy",
 }
@@ -71,6 +73,8 @@ def base_config(task: Task, system: str, configs_dir: Path, vectors: Optional[st
     optimize = SYSTEMS[system]
     if optimize is None:
         name = f"{task.our_config}_vectors" if vectors else task.our_config
+        if system == "spacy-encoder-pretrained":
+            name += "_pretrained"
         config = Config().from_disk(configs_dir / f"{name}.cfg", interpolate=False)
     else:
         from spacy.cli.init_config import init_config

@@ -28,7 +28,7 @@ def test_plan_runs_equal_budget_is_ours_and_never_duplicated() -> None:
     cnn = {r.budget: r.max_steps for r in runs if r.system == "spacy-cnn-efficiency"}
     assert cnn["equal"] == ours and cnn["default"] != ours
     capped = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], CONFIGS, cap_steps=5)
-    assert [r.max_steps for r in capped] == [5, 5, 5]
+    assert [r.max_steps for r in capped] == [5, 5, 5, 5]  # ours from the pretrained encoder: one budget too
 
 
 @pytest.mark.parametrize("system", list(accuracy.SYSTEMS))
@@ -59,9 +59,11 @@ def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str
     assert config["paths"]["vectors"] == "/data/vectors"
     assert config["initialize"]["vectors"] == "${paths.vectors}"
     text = path.read_text()
-    if system == "spacy-encoder":
+    if system.startswith("spacy-encoder"):
         assert config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.TransformerTok2Vec.v2"
         assert config["components"]["tok2vec"]["model"]["vectors_width"] == 300
+        if system == "spacy-encoder-pretrained":
+            assert config["initialize"]["after_init"]["@callbacks"] == "spacy-encoder.start_from_pretrained.v1"
     elif "include_static_vectors" in text:  # spaCy's efficiency textcat is bag-of-words: no embed layer
         assert "include_static_vectors = false" not in text and "include_static_vectors = true" in text
     else:

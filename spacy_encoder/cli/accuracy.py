@@ -20,7 +20,7 @@ def benchmark_accuracy_command(
     output_dir: Path = typer.Option(Path("metrics/accuracy"), "--output-dir", "-o", help="Where accuracy.json and accuracy.md go"),
     tasks: List[str] = typer.Option(["conll2003", "sst2", "goemotions"], "--task", help="conll2003, sst2, goemotions (repeatable)"),
     systems: List[str] = typer.Option(
-        ["spacy-encoder", "spacy-cnn-efficiency", "spacy-cnn-accuracy"], "--system", help="spacy-encoder, spacy-cnn-efficiency, spacy-cnn-accuracy (repeatable)"
+        ["spacy-encoder", "spacy-cnn-efficiency", "spacy-cnn-accuracy"], "--system", help="spacy-encoder, spacy-encoder-pretrained (from the shipped encoder), spacy-cnn-efficiency, spacy-cnn-accuracy (repeatable)"
     ),
     budgets: List[str] = typer.Option(["default", "equal"], "--budget", help="default (each config's max_steps) and/or equal (our step budget for all)"),
     equal_steps: int = typer.Option(0, "--equal-steps", help="Steps of the equal budget (0: our config's max_steps)"),
