@@ -2,11 +2,11 @@
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
 """
+import functools
 import io
 import logging
-import warnings
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import torch
 from confection import ConfigValidationError
@@ -14,7 +14,15 @@ from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
-from .layers import WeightsError, error_summary, pad_empty, torch_layer, transformer_encoder, transformer_tok2vec
+from .layers import (
+    WeightsError,
+    error_summary,
+    pad_empty,
+    quiet_jit,
+    torch_layer,
+    transformer_encoder,
+    transformer_tok2vec,
+)
 from .pytorch.config import check_windows
 from .pytorch import (
     EmbedConfig,
@@ -185,10 +193,10 @@ def _build_tok2vec(
         )
         _check_attrs(attrs)
     if vectors_width:
-        module: torch.nn.Module = VectorsTok2VecEncoder(embed_config, encoder_config)
+        make_module = functools.partial(VectorsTok2VecEncoder, embed_config, encoder_config)
     else:
-        module = Tok2VecEncoder(embed_config, encoder_config)
-    torch_layer = _wrap(module, width, mixed_precision, grad_scaler_config, torchscript)
+        make_module = functools.partial(Tok2VecEncoder, embed_config, encoder_config)
+    torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_tok2vec(
         torch_layer,
         attrs=list(attrs),
@@ -225,21 +233,56 @@ def build_transformer_encoder_v1(
     "rotary", local_window 3, norm_first true, dropout 0.1, max_length 256,
     window_stride 192, mixed_precision false, grad_scaler_config {}, torchscript false.
     """
-    with _config_errors("spacy-encoder.TransformerEncoder.v1"):
-        config = EncoderConfig(
-            width=width,
-            depth=depth,
-            n_heads=n_heads,
-            ff_width=ff_width,
-            positions=positions,
-            local_window=local_window,
-            norm_first=norm_first,
-            dropout=dropout,
-            max_length=max_length,
-            window_stride=window_stride,
-        )
-    module = TransformerEncoder(config)
-    torch_layer = _wrap(module, width, mixed_precision, grad_scaler_config, torchscript)
+    return _build_encoder("spacy-encoder.TransformerEncoder.v1", **locals())
+
+
+def build_transformer_encoder_v2(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    positions: str = "rotary",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    output_scale: float = 3.0,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """`spacy-encoder.TransformerEncoder.v1` with a constant factor on its output, as
+    `spacy-encoder.TransformerTok2Vec.v2` has, for the `encode` slot of `spacy.Tok2Vec.v2`.
+
+    output_scale (float): A constant factor on the output vectors, so that spaCy's heads
+        learn from them as fast as from spaCy's CNN encoders (see
+        `spacy-encoder.TransformerTok2Vec.v2`). 1.0 leaves the output unscaled (as v1).
+        Default: 3.0.
+    Other arguments and their defaults as in `spacy-encoder.TransformerEncoder.v1`. Its
+    TorchScript form loads as `spacy-encoder.ScriptedEncoder.v1`: the graph keeps the
+    scale as a constant.
+    """
+    return _build_encoder("spacy-encoder.TransformerEncoder.v2", **locals())
+
+
+def _build_encoder(
+    name: str,
+    *,
+    width: int,
+    max_length: int,
+    window_stride: int,
+    mixed_precision: bool,
+    grad_scaler_config: Dict[str, Any],
+    torchscript: bool,
+    **encoder_settings: Any,
+) -> Model[List[Floats2d], List[Floats2d]]:
+    """The encoder of the `TransformerEncoder` builders, from their arguments."""
+    with _config_errors(name):
+        config = EncoderConfig(width=width, max_length=max_length, window_stride=window_stride, **encoder_settings)
+    make_module = functools.partial(TransformerEncoder, config)
+    torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
 
 
@@ -357,7 +400,10 @@ def _wrap(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
+    make_module: Optional[Callable[[], torch.nn.Module]] = None,
 ) -> Model:
+    """`module` (built by `make_module`, which `initialize` calls to draw new weights;
+    None for a `Scripted*` placeholder) in our PyTorch wrapper."""
     _name_damaged_files_in_spacy_load()
     on_gpu = isinstance(get_current_ops(), CupyOps)
     if mixed_precision and not on_gpu:
@@ -373,7 +419,14 @@ def _wrap(
         # module None: a placeholder that from_bytes fills with the saved graph.
         with quiet_jit():
             scripted = torch.jit.script(module) if module is not None else None
-        wrapper = torch_layer(scripted, scripted=True, mixed_precision=mixed_precision, grad_scaler=grad_scaler)
+        wrapper = torch_layer(
+            scripted,
+            scripted=True,
+            mixed_precision=mixed_precision,
+            grad_scaler=grad_scaler,
+            make_module=make_module,
+            fresh=True,
+        )
     else:
         wrapper = torch_layer(
             module,
@@ -381,6 +434,8 @@ def _wrap(
             mixed_precision=mixed_precision,
             grad_scaler=grad_scaler,
             deserialize_model=load_weights_safely,
+            make_module=make_module,
+            fresh=True,
         )
     wrapper.set_dim("nO", width)
     return wrapper
@@ -399,7 +454,12 @@ def script_encoder(model: Model) -> Model:
             with quiet_jit():
                 module = torch.jit.script(shim._model)
             scripted = torch_layer(
-                module, scripted=True, mixed_precision=shim._mixed_precision, grad_scaler=shim._grad_scaler
+                module,
+                scripted=True,
+                mixed_precision=shim._mixed_precision,
+                grad_scaler=shim._grad_scaler,
+                make_module=shim._make_module,
+                fresh=shim._fresh,
             )
             scripted.set_dim("nO", wrapper.get_dim("nO"))
             node.replace_node(wrapper, scripted)
@@ -571,15 +631,6 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
         seen.add(id(error))
         yield error
         error = error.__cause__ or error.__context__
-
-
-@contextmanager
-def quiet_jit() -> Iterator[None]:
-    """Silence exactly torch 2.13's deprecation warnings of torch.jit (it still works;
-    eager stays the reference and tests pin scripted == eager)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-        yield
 
 
 @contextmanager

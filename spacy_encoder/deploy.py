@@ -32,6 +32,11 @@ SCRIPTED = {
         "spacy-encoder.ScriptedEncoder.v1",
         ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
+    # The scripted graph holds output_scale as a constant: the same scripted name.
+    "spacy-encoder.TransformerEncoder.v2": (
+        "spacy-encoder.ScriptedEncoder.v1",
+        ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
 }
 ENCODER_NODES = ("spacy-encoder.tok2vec", "spacy-encoder.encoder")
 

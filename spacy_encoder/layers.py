@@ -13,10 +13,12 @@ so every token keeps at least (max_length - window_stride) / 2 tokens of context
 both sides wherever the doc allows. Nothing is truncated.
 """
 import contextlib
+import io
 import logging
 import os
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, cast
 
 import numpy
 import torch
@@ -188,6 +190,15 @@ def run_windows(
 # --- The PyTorch wrapper ---------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence exactly torch 2.13's deprecation warnings of torch.jit (it still works;
+    eager stays the reference and tests pin scripted == eager)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        yield
+
+
 class _InferencePredict:
     """Prediction for thinc's torch shims, changed in two ways:
 
@@ -277,7 +288,62 @@ class _TrainingShim:
                     named[name].copy_(saved)
 
 
-class EncoderShim(_TrainingShim, _InferencePredict, PyTorchShim):
+class _Reinitialize:
+    """`initialize` draws new torch weights once they were trained or loaded, as spaCy's
+    own layers do (thinc's init functions draw their weights anew on every call; thinc's
+    PyTorchWrapper has no init function, so `nlp.initialize()` a second time kept the
+    trained encoder).
+
+    Weights that nothing has changed since they were drawn (built, or drawn by an
+    earlier `initialize`) are kept: they are as new as a re-draw, seeded runs reproduce
+    as before, and components that initialize their tok2vec twice in one
+    `nlp.initialize()` (spaCy's TextCatEnsemble.v2 does) draw once. After an update
+    (`finish_update`) or a load (`from_bytes`, so also `from_disk` and `spacy.load`),
+    `initialize` draws them from torch's global RNG as a new module built from the same
+    config does (under the same seed, the same weights). A module with no config to
+    build from (a `Scripted*` architecture, whose graph comes from a saved pipeline)
+    keeps its weights, with a warning: train such a pipeline on with
+    `nlp.resume_training()`.
+    """
+
+    _model: Any
+    # Set by `torch_layer`: the weights are as drawn (no update or load since), and how
+    # to build a new module (picklable, so that `pickle.dumps(nlp)` works).
+    _fresh: bool = False
+    _make_module: Optional[Callable[[], torch.nn.Module]] = None
+
+    def reinitialize(self) -> None:
+        if self._model is None or self._fresh:
+            return
+        if self._make_module is None:
+            logger.warning(
+                "spacy-encoder: this TorchScript encoder was loaded from a saved graph and has no "
+                "config to draw new weights from; initialize() keeps its weights (use "
+                "nlp.resume_training() to train it further)."
+            )
+            return
+        new = self._make_module()
+        # In place, by name: a loaded TorchScript module also lists the buffers that
+        # the eager one keeps out of its state_dict (tables fixed by the config).
+        own = self._model.state_dict()
+        with torch.no_grad():
+            for name, value in new.state_dict().items():
+                own[name].copy_(value)
+        for param in self._model.parameters():
+            param.grad = None
+        self._fresh = True
+
+    def from_bytes(self, bytes_data: bytes) -> Any:
+        loaded = super().from_bytes(bytes_data)  # type: ignore[misc]
+        self._fresh = False
+        return loaded
+
+    def finish_update(self, optimizer: Any) -> None:
+        self._fresh = False
+        super().finish_update(optimizer)  # type: ignore[misc]
+
+
+class EncoderShim(_Reinitialize, _TrainingShim, _InferencePredict, PyTorchShim):
     pass
 
 
@@ -292,19 +358,32 @@ def error_summary(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
 
 
-class ScriptedEncoderShim(_TrainingShim, _InferencePredict, TorchScriptShim):
+class ScriptedEncoderShim(_Reinitialize, _TrainingShim, _InferencePredict, TorchScriptShim):
     _no_grad = torch.no_grad
 
     def from_bytes(self, bytes_data: bytes) -> "ScriptedEncoderShim":
         """thinc's, with a one-line error where torch cannot read the saved graph (cut
         short or overwritten: torch's own error is about zip archives and streams)."""
         try:
-            return super().from_bytes(bytes_data)
+            super().from_bytes(bytes_data)
         except RuntimeError as err:
             raise WeightsError(
                 f"spacy-encoder: the TorchScript encoder could not be loaded ({error_summary(err)}). "
                 "The file is corrupted or was not written by spacy-encoder."
             ) from None
+        return self
+
+    def to_bytes(self) -> bytes:
+        """thinc's, written from a fresh load of the module, so that save -> load -> save
+        gives the same bytes (see `as_loaded`)."""
+        if self._model is None:
+            return super().to_bytes()
+        scripted = self._model
+        self._model = as_loaded(scripted)
+        try:
+            return super().to_bytes()
+        finally:
+            self._model = scripted
 
     def __getstate__(self) -> dict:
         """Pickle the TorchScript module as `torch.jit.save` bytes: a ScriptModule has no
@@ -320,6 +399,30 @@ class ScriptedEncoderShim(_TrainingShim, _InferencePredict, TorchScriptShim):
         self.__dict__.update(state)
         if scripted is not None:
             self.from_bytes(scripted)
+            self._fresh = state.get("_fresh", False)  # a copy, not a load
+
+
+def as_loaded(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """A copy of `module` through `torch.jit.save` and `torch.jit.load`, in eval mode,
+    that Python has not touched: it saves the same bytes as any other such copy.
+
+    `torch.jit.save` of the module itself gives bytes that change after a save and load,
+    with equal weights and code: a module fresh from `torch.jit.script` saves the source
+    ranges of the Python files it was compiled from (the `.debug_pkl` records, and so the
+    archive's serialization_id), a loaded one those of the archive's own code; and the
+    pickled tensors are memoized by how many references each has, so that a
+    `state_dict()` or `.to()` from Python changes them. The training flags are saved too;
+    the shims set the mode on every call, so the copy is always saved in eval mode. It
+    stays on the module's device (the archive records it).
+    """
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    buffer = io.BytesIO()
+    with quiet_jit():
+        torch.jit.save(module, buffer)
+        buffer.seek(0)
+        loaded = torch.jit.load(buffer, map_location=device)
+    return loaded.eval()
 
 
 def torch_layer(
@@ -329,23 +432,36 @@ def torch_layer(
     mixed_precision: bool,
     grad_scaler: Optional[PyTorchGradScaler],
     deserialize_model: Optional[Callable] = None,
+    make_module: Optional[Callable[[], torch.nn.Module]] = None,
+    fresh: bool = False,
 ) -> Model:
     """Thinc's PyTorch wrapper (same forward, same node names, so saved pipelines are
     interchangeable) around `module`, with our converters and shims. `scripted`: the
-    module is a ScriptModule, or None as a placeholder that `from_bytes` fills."""
+    module is a ScriptModule, or None as a placeholder that `from_bytes` fills.
+    `make_module` builds a new eager module of the same config (picklable), for
+    `initialize` to draw new weights from (see `_Reinitialize`); `fresh`: `module` is
+    as drawn, so the next `initialize` keeps it."""
     if scripted:
         shim: PyTorchShim = ScriptedEncoderShim(module, mixed_precision=mixed_precision, grad_scaler=grad_scaler)
     else:
         shim = EncoderShim(
             module, mixed_precision=mixed_precision, grad_scaler=grad_scaler, deserialize_model=deserialize_model
         )
+    shim._make_module = make_module  # type: ignore[attr-defined]
+    shim._fresh = fresh and module is not None  # type: ignore[attr-defined]
     return Model(
         "pytorch_script" if scripted else "pytorch",
         pytorch_forward,
+        init=_torch_layer_init,
         attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs},
         shims=[shim],
         dims={"nI": None, "nO": None},
     )
+
+
+def _torch_layer_init(model: Model, X: Any = None, Y: Any = None) -> None:
+    # The module's shapes come from the config: nothing to infer from X.
+    model.shims[0].reinitialize()
 
 
 # --- The PyTorch wrapper's converters ------------------------------------------------
@@ -404,7 +520,7 @@ def transformer_tok2vec(
     return Model(
         "spacy-encoder.tok2vec",
         _tok2vec_forward,
-        init=_tok2vec_init if vectors_width else None,
+        init=_tok2vec_init,
         layers=[torch_layer],
         dims={"nO": width},
         attrs={
@@ -421,7 +537,7 @@ def transformer_tok2vec(
 def _tok2vec_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
     # The module's shapes come from the config; the vectors come with the vocab,
     # loaded by [initialize] vectors before the components are initialized.
-    if X:
+    if X and model.attrs.get("vectors_width"):
         problem = vectors_mismatch(X[0].vocab.vectors, model.attrs["vectors_width"])
         if problem:
             from confection import ConfigValidationError
@@ -431,6 +547,7 @@ def _tok2vec_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) ->
                 errors=[{"loc": ["vectors_width"], "msg": problem}],
                 show_config=False,
             )
+    model.layers[0].initialize()
 
 
 def vectors_mismatch(table: Any, vectors_width: int) -> Optional[str]:
@@ -510,10 +627,15 @@ def transformer_encoder(
     return Model(
         "spacy-encoder.encoder",
         _encoder_forward,
+        init=_encoder_init,
         layers=[torch_layer],
         dims={"nI": width, "nO": width},
         attrs={"max_length": max_length, "window_stride": window_stride},
     )
+
+
+def _encoder_init(model: Model, X: Any = None, Y: Any = None) -> None:
+    model.layers[0].initialize()
 
 
 def _encoder_forward(model: Model, Xs: List[Floats2d], is_train: bool) -> Tuple[List[Floats2d], Callable]:

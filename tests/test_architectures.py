@@ -20,7 +20,11 @@ def our_entry_points():
 
 def test_entry_points_are_installed():
     names = {ep.name for ep in our_entry_points()}
-    assert {"spacy-encoder.TransformerTok2Vec.v1", "spacy-encoder.TransformerEncoder.v1"} <= names
+    assert {
+        "spacy-encoder.TransformerTok2Vec.v1",
+        "spacy-encoder.TransformerEncoder.v1",
+        "spacy-encoder.TransformerEncoder.v2",
+    } <= names
 
 
 @pytest.mark.parametrize("name", sorted(ep.name for ep in our_entry_points()))

@@ -79,6 +79,7 @@ def test_export_lists_its_formats():
         ["convert-sst2", "{missing}", "{tmp}/x.spacy"],
         ["raw-text", "{missing}", "-o", "{tmp}/x.jsonl"],
         ["wiki-text", "{missing}", "-o", "{tmp}/x.jsonl"],
+        ["annotate-corpus", "{missing}", "{missing}", "{tmp}/out"],
     ],
     ids=lambda args: args[0],
 )

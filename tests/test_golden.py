@@ -155,7 +155,15 @@ def encoder_inputs():
 
 
 def test_transformer_encoder_v1(request, golden):
-    model = build("spacy-encoder.TransformerEncoder.v1", **ENCODER)
+    encoder_check(request, golden, "TransformerEncoder.v1", {})
+
+
+def test_transformer_encoder_v2(request, golden):
+    encoder_check(request, golden, "TransformerEncoder.v2", {"output_scale": 3.0})
+
+
+def encoder_check(request, golden, name, extra):
+    model = build(f"spacy-encoder.{name}", **ENCODER, **extra)
     model.initialize()
     set_weights(model)
     X = encoder_inputs()
@@ -164,7 +172,7 @@ def test_transformer_encoder_v1(request, golden):
     trained, backprop = model.begin_update(X)
     dX = backprop([numpy.ones_like(y) for y in trained])
     record = {**summary(list(predicted) + list(trained) + list(dX)), **layout(model)}
-    check(request, golden, "TransformerEncoder.v1", record)
+    check(request, golden, name, record)
 
 
 def scripted(eager_name: str, scripted_name: str, eager_args, scripted_keys) -> Model:

@@ -38,6 +38,7 @@ from . import bench  # noqa: E402,F401
 from . import accuracy  # noqa: E402,F401
 from . import pretrained  # noqa: E402,F401
 from . import init_config  # noqa: E402,F401
+from . import annotate_corpus  # noqa: E402,F401
 
 
 def main() -> None:
