@@ -554,6 +554,16 @@ def _run_local(scan: InputScan, options: _Options, skip: frozenset[str], collect
         collector.add(annotator.annotate(ids, texts))
 
 
+def require_pyarrow() -> None:
+    """Shards are Arrow tables with either engine (and Parquet is Arrow's format)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as err:
+        raise MissingExtraError(
+            f"annotate-corpus needs pyarrow: pip install \"spacy-encoder[annotate]\" (or [ray]); import failed: {err}"
+        ) from None
+
+
 def require_ray():
     try:
         import ray
@@ -769,6 +779,7 @@ def annotate_corpus(
         raise AnnotateError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if batch_size < 1 or shard_size < 1:
         raise AnnotateError("batch size and shard size must be at least 1")
+    require_pyarrow()
     if engine == "ray":
         if not address:
             _local_ray_env()
