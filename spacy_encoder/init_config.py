@@ -72,7 +72,7 @@ def _textcat_model(exclusive: bool) -> Dict[str, Any]:
     }
 
 
-def _pretraining(vectors_width: int) -> Dict[str, Any]:
+def _pretraining() -> Dict[str, Any]:
     """What `spacy pretrain` needs, and what spaCy needs to honour `init_tok2vec`."""
     return {
         "max_epochs": 20,
@@ -176,7 +176,7 @@ def make_config(
         "max_length": 500,
         "limit": 0,
     }
-    config["pretraining"] = _pretraining(vectors_width)
+    config["pretraining"] = _pretraining()
     if optimize == "accuracy":
         if vectors_width:
             config["initialize"]["init_tok2vec"] = None

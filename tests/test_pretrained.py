@@ -159,21 +159,23 @@ def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
 def test_pretrained_configs_are_their_base_config_plus_the_shipped_start(task):
     """`tools/make_pretrained_configs.py` wrote them: an edit to a base config must be
     carried over (rerun the tool), or the two would drift apart."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_pretrained_configs", REPO / "tools" / "make_pretrained_configs.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = config_tool()
     base = (REPO / "configs" / f"{task}.cfg").read_text()
     assert tool.pretrained_variant(base, task) == (REPO / "configs" / f"{task}_pretrained.cfg").read_text()
 
 
-def test_vectors_pretrained_configs_are_their_vectors_config_plus_the_shipped_start(task="ner"):
+def config_tool():
+    """tools/make_pretrained_configs.py, imported from its path."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("make_pretrained_configs", REPO / "tools" / "make_pretrained_configs.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_vectors_pretrained_configs_are_their_vectors_config_plus_the_shipped_start():
+    tool = config_tool()
     for task in ("ner", "textcat", "textcat_multilabel"):
         base = (REPO / "configs" / f"{task}_vectors.cfg").read_text()
         assert tool.vectors_pretrained_variant(base, task) == (REPO / "configs" / f"{task}_vectors_pretrained.cfg").read_text(), task

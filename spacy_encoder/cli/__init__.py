@@ -19,6 +19,19 @@ class LazyModule:
         return getattr(importlib.import_module(self._name), attr)
 
 
+def load_pipeline(model: Any) -> Any:
+    """`spacy.load(model)`, or one line naming MODEL and exit 1 when it does not load
+    (missing, or damaged: the weights errors are ValueErrors)."""
+    import spacy
+    from wasabi import msg
+
+    try:
+        return spacy.load(model)
+    except (OSError, ValueError) as err:
+        msg.fail(f"Cannot load '{model}' (a pipeline directory or an installed package): {' '.join(str(err).split())}")
+        raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="spacy-encoder",
     help="Transformer encoder for spaCy: corpus conversion, export, inspection, benchmarks.",

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import typer
 from wasabi import msg
 
-from . import app
+from . import app, load_pipeline
 
 
 @app.command("benchmark-accuracy")
@@ -133,17 +133,13 @@ def tune_threshold_command(
     """Choose the decision threshold of a multi-label text classifier on dev (the one
     with the best macro-F1, from 0.05 to 0.95), and save it in the pipeline, where
     `spacy evaluate` and `doc.cats` consumers that read the component's threshold use it."""
-    import spacy
     from spacy.training import Corpus
 
     from ..accuracy import annotate_and_score, best_threshold, score_multilabel
 
     if not dev_path.exists():
         msg.fail(f"{dev_path} not found.", exits=1)
-    try:
-        nlp = spacy.load(model)
-    except (OSError, ValueError) as err:
-        msg.fail(f"{model}: {' '.join(str(err).split())}", exits=1)
+    nlp = load_pipeline(model)
     if component not in nlp.pipe_names:
         msg.fail(f"No component '{component}' in {model} (it has: {', '.join(nlp.pipe_names)}).", exits=1)
     pipe = nlp.get_pipe(component)

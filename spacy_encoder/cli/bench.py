@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import typer
 from wasabi import msg
 
-from . import app
+from . import app, load_pipeline
 
 DEFAULT_CORPORA = Path("../shared/corpora")
 
@@ -141,14 +141,9 @@ def bench_memory_command(
 ) -> None:
     """Memory stability: RSS while `nlp.pipe` annotates many short docs. After warm-up
     the RSS should stay within 10% of its value at the end of warm-up."""
-    import spacy
-
     from ..bench import current_rss_mb
 
-    try:
-        nlp = spacy.load(model)
-    except (OSError, ValueError) as err:
-        msg.fail(f"{model}: {' '.join(str(err).split())}", exits=1)
+    nlp = load_pipeline(model)
     words = "The European Commission said on Thursday it disagreed with German advice to consumers".split()
     texts = (" ".join(words[i % 7 : i % 7 + 3 + i % 9]) for i in range(n_docs))
     reference = None

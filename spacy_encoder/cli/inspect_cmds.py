@@ -16,7 +16,7 @@ import numpy
 import typer
 from wasabi import msg
 
-from . import LazyModule, app
+from . import LazyModule, app, load_pipeline
 
 insp = LazyModule("spacy_encoder.inspect")
 
@@ -40,15 +40,6 @@ def _fail_cleanly() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _load(model: str):
-    import spacy
-
-    try:
-        return spacy.load(model)
-    except OSError as err:
-        raise insp.InspectError(f"Cannot load '{model}' (a pipeline directory or an installed package): {err}") from None
-
-
 @app.command("attention")
 def attention(
     model: ModelArg,
@@ -63,7 +54,7 @@ def attention(
     """Heatmaps of the trained model's attention weights over the tokens of TEXT."""
     with _fail_cleanly():
         insp.require_matplotlib()  # before the model loads
-        nlp = _load(model)
+        nlp = load_pipeline(model)
         name, node = insp.find_tok2vec(nlp, component)
         doc = insp.doc_for(nlp, text, name)
         inspection = insp.inspect_window(node, doc, token=token, component=name)
@@ -80,7 +71,7 @@ def attention(
 def trace(model: ModelArg, text: Text, component: Component = None) -> None:
     """Print each stage of TEXT through the encoder and check the output against doc.tensor."""
     with _fail_cleanly():
-        nlp = _load(model)
+        nlp = load_pipeline(model)
         name, node = insp.find_tok2vec(nlp, component)
         tok2vec_doc = insp.doc_for(nlp, text, name)
         inspection = insp.inspect_doc(node, tok2vec_doc, component=name)
@@ -155,7 +146,7 @@ def unseen_entities(
     from spacy.tokens import DocBin
 
     with _fail_cleanly():
-        nlp = _load(model)
+        nlp = load_pipeline(model)
         if not any("doc.ents" in nlp.get_pipe_meta(name).assigns for name in nlp.pipe_names):
             raise insp.InspectError(f"'{model}' has no component that sets entities (pipes: {', '.join(nlp.pipe_names) or 'none'})")
 

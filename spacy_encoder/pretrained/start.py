@@ -104,6 +104,7 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     module = nodes[0].layers[0].shims[0]._model
     ours = module.state_dict()
     state = read_pretrained_state(source)
+    theirs = shape_summary(state)  # before the vector columns are added
     added = _PROJ in ours and _PROJ not in state
     if added and _MIX in state and state[_MIX].dim() == 2:
         mix = state[_MIX]
@@ -116,11 +117,7 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     except Exception:
         raise PretrainedError(
             f"spacy-encoder: the pretrained weights in {source} do not fit the config's encoder "
-            f"(weights: {read_summary(source)}; config: {shape_summary(ours)})"
+            f"(weights: {theirs}; config: {shape_summary(ours)})"
         ) from None
     what = "; the static-vector columns start at zero" if added else ""
     logger.info("Started the encoder from %s%s", source, what)
-
-
-def read_summary(source: Path) -> str:
-    return shape_summary(read_pretrained_state(source))
