@@ -2,9 +2,11 @@
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
 """
+import copy
 import functools
 import io
 import logging
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
@@ -441,18 +443,56 @@ def _wrap(
     return wrapper
 
 
-def script_encoder(model: Model) -> Model:
+# `script_encoder(optimize=...)`: what each inference-only mode does to the module.
+INFERENCE_MODES = {
+    "none": "TorchScript, trainable; equal to eager",
+    "freeze": "TorchScript frozen for inference (weights folded in as constants); equal to eager",
+    "int8": "frozen TorchScript with int8 dynamic quantization of every Linear layer (CPU only)",
+}
+
+
+def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.ScriptModule:
+    """A TorchScript compilation of the eager `module` for inference: `optimize` is one
+    of INFERENCE_MODES. "freeze" and "int8" cannot be trained (the shim refuses)."""
+    if optimize not in INFERENCE_MODES:
+        raise ValueError(f"optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}")
+    if optimize == "int8":
+        if any(p.device.type != "cpu" for p in module.parameters()):
+            raise ValueError("optimize = 'int8' runs on CPU only (fbgemm); move the pipeline to CPU first")
+        with warnings.catch_warnings():
+            # torch 2.13 points eager-mode quantization users to torchao; it still works.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*(torchao|quantiz|migrat).*")
+            module = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(module).eval(), {torch.nn.Linear}, dtype=torch.qint8
+            )
+    with quiet_jit():
+        scripted = torch.jit.script(module)
+        if optimize == "none":
+            return scripted
+        preserved = ["forward_with_weights"] if hasattr(scripted, "forward_with_weights") else []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return torch.jit.freeze(scripted.eval(), preserved_attrs=preserved)
+
+
+def script_encoder(model: Model, optimize: str = "none") -> Model:
     """Swap the torch module inside one of our layers (or any model holding them, e.g.
     a pipeline component's model) for its TorchScript compilation, weights included.
-    Returns the model, changed in place."""
+    `optimize`: one of INFERENCE_MODES ("freeze" and "int8" give an inference-only
+    module). Returns the model, changed in place."""
     for node in list(model.walk()):
         if node.name in ("spacy-encoder.tok2vec", "spacy-encoder.encoder"):
             wrapper = node.layers[0]
             if wrapper.name == "pytorch_script":
+                if optimize != "none":
+                    raise ValueError(
+                        f"optimize = {optimize!r} needs the eager encoder; this one is already "
+                        "TorchScript (script the pipeline it was made from)"
+                    )
                 continue
             shim = wrapper.shims[0]
-            with quiet_jit():
-                module = torch.jit.script(shim._model)
+            module = inference_module(shim._model, optimize)
             scripted = torch_layer(
                 module,
                 scripted=True,

@@ -13,18 +13,25 @@ import sys
 import time
 from pathlib import Path
 from statistics import median
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 NER_LABELS = ["PER", "ORG", "LOC", "MISC"]
 TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 
 # name -> (task, how the pipeline is built)
+# "optimize": `spacy-encoder script --optimize` modes (architectures.INFERENCE_MODES);
+# "vectors": the pipeline is given the static vectors folder of the run (--vectors).
 PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours": {"task": "ner", "config": "ours"},
     "ner-ours-torchscript": {"task": "ner", "config": "ours", "torchscript": True},
+    "ner-ours-frozen": {"task": "ner", "config": "ours", "optimize": "freeze"},
+    "ner-ours-int8": {"task": "ner", "config": "ours", "optimize": "int8"},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
     "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
+    "ner-ours-vectors": {"task": "ner", "config": "ours", "vectors": True},
+    "ner-ours-vectors-int8": {"task": "ner", "config": "ours", "vectors": True, "optimize": "int8"},
+    "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
     "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},
     "textcat-cnn-efficiency": {"task": "textcat", "config": "efficiency"},
@@ -58,8 +65,9 @@ def tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
     return texts[:limit] if limit else texts
 
 
-def build_pipeline(name: str):
-    """An initialized pipeline (untrained weights) for one entry of PIPELINES."""
+def build_pipeline(name: str, vectors: Optional[str] = None):
+    """An initialized pipeline (untrained weights) for one entry of PIPELINES.
+    `vectors`: the static vectors folder for the entries that take vectors."""
     import spacy
     from spacy.cli.init_config import init_config
     from spacy.training import Example
@@ -67,16 +75,21 @@ def build_pipeline(name: str):
 
     spec = PIPELINES[name]
     task = spec["task"]
+    with_vectors = bool(spec.get("vectors"))
+    if with_vectors and not vectors:
+        raise ValueError(f"{name} needs a vectors folder (--vectors)")
     if spec["config"] == "ours":
-        config = load_config(REPO_CONFIGS / f"{task}.cfg", interpolate=True)
+        config = load_config(REPO_CONFIGS / f"{task}{'_vectors' if with_vectors else ''}.cfg", interpolate=False)
+        config["paths"]["vectors"] = vectors if with_vectors else None
+        config = config.interpolate()
     else:
         config = init_config(lang="en", pipeline=[task], optimize=spec["config"], gpu=False)
-        # No vectors: the accuracy preset names en_core_web_lg, which we neither have nor use.
-        config["paths"]["vectors"] = None
-        config["initialize"]["vectors"] = None
+        # The accuracy preset names en_core_web_lg, which we neither have nor use.
+        config["paths"]["vectors"] = vectors if with_vectors else None
+        config["initialize"]["vectors"] = vectors if with_vectors else None
         embed = config["components"].get("tok2vec", {}).get("model", {}).get("embed", {})
         if "include_static_vectors" in embed:
-            embed["include_static_vectors"] = False
+            embed["include_static_vectors"] = with_vectors
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     if task == "ner":
         examples = [
@@ -89,11 +102,72 @@ def build_pipeline(name: str):
             for label in TEXTCAT_LABELS
         ]
     nlp.initialize(lambda: examples)
-    if spec.get("torchscript"):
+    if spec.get("torchscript") or spec.get("optimize"):
         from .architectures import script_encoder
 
-        script_encoder(nlp.get_pipe("tok2vec").model)
+        script_encoder(nlp.get_pipe("tok2vec").model, optimize=spec.get("optimize", "none"))
     return nlp
+
+
+def load_average() -> float:
+    """The 1-minute load average (0.0 where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def busy_reason(threshold: float, cpus: Optional[int] = None) -> Optional[str]:
+    """Why the machine is too busy for speed figures (the 1-minute load average above
+    `threshold` per CPU), or None when it is quiet."""
+    cpus = cpus or os.cpu_count() or 1
+    load = load_average()
+    if load > threshold * cpus:
+        return (
+            f"load average {load:.2f} on {cpus} CPUs (above {threshold:.2f} per CPU): other work is "
+            "running, and it slows spaCy's CNN and torch by different amounts, so the ratios would "
+            "not be comparable"
+        )
+    return None
+
+
+class OtherWork:
+    """CPU time that processes other than this one and its children used between
+    `start()` and `share()`, from /proc/stat (Linux; None elsewhere): how quiet the
+    machine really was while the benchmark ran (the load average counts our own
+    measurement processes too)."""
+
+    def __init__(self) -> None:
+        self._start: Optional[Tuple[float, float, float]] = None
+
+    @staticmethod
+    def _busy_seconds() -> Optional[float]:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_seconds() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def start(self) -> None:
+        busy = self._busy_seconds()
+        self._start = None if busy is None else (busy, self._own_seconds(), time.perf_counter())
+
+    def share(self) -> Optional[float]:
+        """Other processes' CPU time since `start()`, as a fraction of one CPU."""
+        busy = self._busy_seconds()
+        if self._start is None or busy is None:
+            return None
+        busy0, own0, t0 = self._start
+        other = (busy - busy0) - (self._own_seconds() - own0)
+        return max(0.0, other) / max(time.perf_counter() - t0, 1e-9)
 
 
 def current_rss_mb() -> float:
@@ -112,8 +186,8 @@ def peak_rss_mb() -> float:
 # --- Measurements, each run in its own process by `_child` -----------------------------
 
 
-def measure_inference(name: str, texts: Sequence[str], batch_size: int) -> Dict[str, Any]:
-    nlp = build_pipeline(name)
+def measure_inference(name: str, texts: Sequence[str], batch_size: int, vectors: Optional[str] = None) -> Dict[str, Any]:
+    nlp = build_pipeline(name, vectors)
     list(nlp.pipe(texts[:64], batch_size=batch_size))  # warm-up: allocator, kernels
     rss_before = peak_rss_mb()
     start = time.perf_counter()
@@ -122,13 +196,15 @@ def measure_inference(name: str, texts: Sequence[str], batch_size: int) -> Dict[
     return {"words": n_words, "seconds": seconds, "wps": n_words / seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before}
 
 
-def measure_training(name: str, texts: Sequence[str], n_steps: int, batch_words: int) -> Dict[str, Any]:
+def measure_training(
+    name: str, texts: Sequence[str], n_steps: int, batch_words: int, vectors: Optional[str] = None
+) -> Dict[str, Any]:
     """nlp.update on batches of about `batch_words` words with silver annotations
     (every capitalised token an entity / alternating cats): cost, not accuracy."""
     from spacy.training import Example
     from spacy.training.batchers import minibatch_by_words
 
-    nlp = build_pipeline(name)
+    nlp = build_pipeline(name, vectors)
     task = PIPELINES[name]["task"]
     examples = []
     for i, text in enumerate(texts):
@@ -227,6 +303,10 @@ def interleaved(kind: str, names: Iterable[str], rounds: int, args: Dict[str, An
             runs[name].append(result)
             log(f"  round {r + 1}/{rounds} {name}: {result['wps']:,.0f} words/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
     return {
-        n: {"wps": median(x["wps"] for x in rs), "wps_runs": [round(x["wps"]) for x in rs], "peak_rss_mb": max(x["peak_rss_mb"] for x in rs)}
+        n: {
+            "wps": median(x["wps"] for x in rs),
+            "wps_runs": [round(x["wps"]) for x in rs],
+            "peak_rss_mb": max(x["peak_rss_mb"] for x in rs),
+        }
         for n, rs in runs.items()
     }

@@ -16,7 +16,7 @@ from spacy.util import load_config
 from thinc.api import Model
 
 from . import __version__
-from .architectures import quiet_jit, script_encoder
+from .architectures import INFERENCE_MODES, quiet_jit, script_encoder
 from .pytorch import DocEncoder, VectorsDocEncoder
 
 SCRIPTED = {
@@ -72,16 +72,23 @@ def _scripted_config(section: Any) -> Tuple[Any, int]:
     return out, count
 
 
-def script_pipeline(model_path: Path, output_path: Path) -> List[str]:
+def script_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -> List[str]:
     """Write a copy of the pipeline at `model_path` whose encoders run as TorchScript.
+    `optimize`: one of `INFERENCE_MODES` ("freeze", "int8": inference only).
     Returns the names of the components whose encoder was scripted."""
+    if optimize not in INFERENCE_MODES:
+        raise DeployError(f"--optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}.")
     nlp = spacy.load(model_path)
     scripted = sorted({name for name, _ in encoder_nodes(nlp)})
     if not scripted:
         raise DeployError(f"{model_path}: no spacy-encoder architecture in this pipeline.")
     for name, component in nlp.components:
         if name in scripted:
-            script_encoder(component.model)
+            try:
+                script_encoder(component.model, optimize=optimize)
+            except ValueError as err:
+                raise DeployError(f"{model_path}: {err}.") from None
+    nlp.meta.setdefault("spacy_encoder", {})["inference"] = optimize
     nlp.to_disk(output_path)
     config_path = output_path / "config.cfg"
     config = load_config(config_path, interpolate=False)

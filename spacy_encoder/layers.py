@@ -216,7 +216,7 @@ class _InferencePredict:
     _no_grad: Callable[[], Any] = torch.inference_mode
 
     def predict(self, inputs: ArgsKwargs) -> Any:
-        if self._model.training:
+        if getattr(self._model, "training", False):  # a frozen module has no training flag
             self._model.eval()
         with self._no_grad(), torch.autocast("cuda", enabled=self._mixed_precision):
             return self._model(*inputs.args, **inputs.kwargs)
@@ -315,6 +315,12 @@ class _Reinitialize:
     def reinitialize(self) -> None:
         if self._model is None or self._fresh:
             return
+        if inference_only(self._model):
+            logger.warning(
+                "spacy-encoder: this encoder was optimized for inference (spacy-encoder script "
+                "--optimize) and has no trainable weights; initialize() keeps it as it is."
+            )
+            return
         if self._make_module is None:
             logger.warning(
                 "spacy-encoder: this TorchScript encoder was loaded from a saved graph and has no "
@@ -358,8 +364,23 @@ def error_summary(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
 
 
+def inference_only(module: Any) -> bool:
+    """True for a module with no trainable weights: one frozen (and perhaps quantized)
+    for inference by `spacy-encoder script --optimize freeze|int8`."""
+    return isinstance(module, torch.jit.ScriptModule) and next(iter(module.parameters()), None) is None
+
+
 class ScriptedEncoderShim(_Reinitialize, _TrainingShim, _InferencePredict, TorchScriptShim):
     _no_grad = torch.no_grad
+
+    def begin_update(self, inputs: ArgsKwargs) -> Any:
+        if self._model is not None and inference_only(self._model):
+            raise ValueError(
+                "spacy-encoder: this encoder was optimized for inference (spacy-encoder script "
+                "--optimize freeze|int8: its weights are constants) and cannot be trained; train "
+                "the eager pipeline it was made from, or freeze the component (frozen_components)."
+            )
+        return super().begin_update(inputs)
 
     def from_bytes(self, bytes_data: bytes) -> "ScriptedEncoderShim":
         """thinc's, with a one-line error where torch cannot read the saved graph (cut

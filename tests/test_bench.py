@@ -46,3 +46,56 @@ def test_markdown_reports_ratios():
     table = _markdown(results)
     assert "| ner-ours | 50 | 0.50 | 2.00 |" in table
     assert "TorchScript / eager: 1.20" in table
+
+
+def test_busy_machine_is_named_and_quiet_one_passes(monkeypatch):
+    monkeypatch.setattr(bench, "load_average", lambda: 1.5)
+    assert "load average 1.50 on 2 CPUs" in bench.busy_reason(0.25, cpus=2)
+    monkeypatch.setattr(bench, "load_average", lambda: 0.2)
+    assert bench.busy_reason(0.25, cpus=2) is None
+
+
+def test_bench_refuses_a_busy_machine_without_allow_busy(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    for name in ("conll2003/test.txt", "conll2003/train.txt", "sst2/dev.tsv", "sst2/train.tsv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x", encoding="utf8")
+    monkeypatch.setattr(bench, "load_average", lambda: 64.0)
+    result = CliRunner().invoke(app, ["bench", "--corpora-dir", str(tmp_path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "Not benchmarking: load average 64.00" in result.output and "--allow-busy" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_work_counts_other_processes_not_ours():
+    import time
+
+    other = bench.OtherWork()
+    other.start()
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:  # our own CPU time must not count as other work
+        pass
+    share = other.share()
+    if share is None:
+        return  # no /proc/stat on this OS
+    assert 0.0 <= share < 2.0
+
+
+def test_markdown_sections_without_accuracy_column():
+    row = {"wps": 100.0, "peak_rss_mb": 10.0}
+    results = {
+        "machine": {"cpus": 2, "torch_threads": 2, "OMP_WAIT_POLICY": "PASSIVE"},
+        "rounds": 1,
+        "batch_size": 64,
+        "load_average_at_start": 0.1,
+        "other_cpu_share": 0.5,
+        "inference_ner_vectors": {"ner-ours-vectors": {**row, "wps": 80.0}, "ner-cnn-efficiency-vectors": row},
+        "doc_length": {k: {"seconds": 0.1, "peak_rss_mb": 1.0} for k in ("1000", "10000", "100000")} | {"ratio_100k_vs_100x1k": 1.0},
+        "padding": {},
+    }
+    table = _markdown(results)
+    assert "| ner-ours-vectors | 80 | 0.80 | 10 |" in table
+    assert "NOT quiet" in table and "batch size 64" in table

@@ -211,3 +211,56 @@ def test_truncated_weights_fail_with_a_clear_error(trained, tmp_path):
     model_file.write_bytes(srsly.msgpack_dumps(msg))
     with pytest.raises(ValueError, match="corrupted"):
         spacy.load(path)
+
+
+# --- Inference-only modes: `spacy-encoder script --optimize freeze|int8` ----------------
+
+
+@pytest.mark.parametrize("optimize,atol", [("freeze", 1e-5), ("int8", None)])
+def test_optimized_pipeline_predicts_like_eager_and_round_trips(trained, tmp_path, optimize, atol):
+    import pickle
+
+    texts = real_texts("wikigold")
+    eager_tensors, eager_ents = outputs(spacy.load(trained), texts)
+    script_pipeline(trained, tmp_path / optimize, optimize=optimize)
+    nlp = spacy.load(tmp_path / optimize)
+    assert nlp.meta["spacy_encoder"]["inference"] == optimize
+    module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
+    assert next(iter(module.parameters()), None) is None, "an optimized module holds no trainable weights"
+    tensors, ents = outputs(nlp, texts)
+    if atol is not None:  # freezing folds the weights in as constants: the same maths
+        for a, b in zip(tensors, eager_tensors):
+            numpy.testing.assert_allclose(a, b, atol=atol)
+        assert ents == eager_ents
+    else:  # int8: close to eager, and most entities the same
+        err = max(float(numpy.abs(a - b).max()) for a, b in zip(tensors, eager_tensors))
+        scale = max(float(numpy.abs(b).max()) for b in eager_tensors)
+        assert 0.0 < err < 0.1 * scale, (err, scale)
+        same = sum(len(set(a) & set(b)) for a, b in zip(ents, eager_ents))
+        assert same >= 0.8 * sum(map(len, eager_ents))
+    # disk and pickle round trips give the same predictions, and stable bytes
+    nlp.to_disk(tmp_path / "again")
+    again = spacy.load(tmp_path / "again")
+    for a, b in zip(outputs(again, texts)[0], tensors):
+        numpy.testing.assert_array_equal(a, b)
+    for a, b in zip(outputs(pickle.loads(pickle.dumps(nlp)), texts)[0], tensors):
+        numpy.testing.assert_array_equal(a, b)
+    assert (tmp_path / "again" / "tok2vec" / "model").read_bytes() == (tmp_path / optimize / "tok2vec" / "model").read_bytes()
+
+
+def test_optimized_pipeline_refuses_training_in_one_line(trained, tmp_path):
+    script_pipeline(trained, tmp_path / "frozen", optimize="freeze")
+    nlp = spacy.load(tmp_path / "frozen")
+    exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    with pytest.raises(ValueError, match="optimized for inference.*cannot be trained"):
+        nlp.update(exs, sgd=nlp.resume_training())
+
+
+def test_optimize_needs_an_eager_pipeline(trained, tmp_path):
+    from spacy_encoder.deploy import DeployError
+
+    script_pipeline(trained, tmp_path / "scripted")
+    with pytest.raises(DeployError, match="needs the eager encoder"):
+        script_pipeline(tmp_path / "scripted", tmp_path / "int8", optimize="int8")
+    with pytest.raises(DeployError, match="--optimize must be one of"):
+        script_pipeline(trained, tmp_path / "x", optimize="fp4")

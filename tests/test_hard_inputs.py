@@ -124,6 +124,7 @@ def test_hundred_thousand_token_doc(pipelines):
     check_doc(doc)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_mixed_precision_gpu_empty_docs_no_nan():
     from thinc.api import require_gpu

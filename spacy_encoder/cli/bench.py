@@ -14,18 +14,36 @@ from . import app, load_pipeline
 DEFAULT_CORPORA = Path("../shared/corpora")
 
 
+DEFAULT_VECTORS = Path("../shared/vectors/en_core_web_md")
+BUSY_PER_CPU = 0.25  # 1-minute load average per CPU above which the machine is not quiet
+
+# (results key, title, pipelines, texts key): the inference sections, in order.
+INFERENCE_SECTIONS = (
+    ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)", ["ner-ours", "ner-ours-torchscript", "ner-ours-frozen", "ner-ours-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner10"),
+    ("inference_ner_1sent", "Inference, NER, CoNLL-03 test (1-sentence docs)", ["ner-ours", "ner-ours-frozen", "ner-ours-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner1"),
+    ("inference_ner_vectors", "Inference, NER with en_core_web_md vectors, CoNLL-03 test (10-sentence docs)", ["ner-ours-vectors", "ner-ours-vectors-int8", "ner-cnn-efficiency-vectors"], "ner10"),
+    ("inference_textcat", "Inference, textcat, SST-2 dev", ["textcat-ours", "textcat-ours-torchscript", "textcat-cnn-efficiency", "textcat-cnn-accuracy"], "sst2"),
+)
+
+
 @app.command("bench")
 def bench_command(
     corpora_dir: Path = typer.Option(DEFAULT_CORPORA, "--corpora-dir", help="Folder with conll2003/ and sst2/ (research corpora)"),
     output_dir: Path = typer.Option(Path("metrics/bench"), "--output-dir", "-o", help="Where results.json and results.md go"),
     rounds: int = typer.Option(3, "--rounds", help="Interleaved rounds per measurement (median reported)"),
     n_docs: int = typer.Option(0, "--n-docs", help="Limit the inference texts (0 = all of CoNLL-03 test / SST-2 dev)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="nlp.pipe batch size for inference."),
     train_steps: int = typer.Option(30, "--train-steps", help="Timed nlp.update steps per training measurement"),
+    vectors: Path = typer.Option(DEFAULT_VECTORS, "--vectors", help="Static vectors folder for the vectors rows (skipped when missing)."),
     skip_training: bool = typer.Option(False, "--skip-training", help="Inference, doc length and padding only"),
+    skip_textcat: bool = typer.Option(False, "--skip-textcat", help="NER only."),
+    allow_busy: bool = typer.Option(False, "--allow-busy", help="Run even when the load average shows other work (the figures are then marked as from a busy machine)."),
 ) -> None:
     """Measure inference and training words/sec, peak RSS, cost against doc length and
-    padding waste, for our NER/textcat pipelines (eager and TorchScript) and spaCy's
-    CNN pipelines (efficiency and accuracy configs, no vectors), interleaved."""
+    padding waste, for our NER/textcat pipelines (eager, TorchScript and the
+    inference-only modes of `script --optimize`) and spaCy's CNN pipelines (efficiency
+    and accuracy configs; with and without the same static vectors), interleaved. It
+    refuses to start on a busy machine unless --allow-busy."""
     from .. import bench
 
     conll_test = corpora_dir / "conll2003" / "test.txt"
@@ -35,41 +53,60 @@ def bench_command(
     for path in (conll_test, conll_train, sst2_dev, sst2_train):
         if not path.exists():
             msg.fail(f"{path} not found: pass --corpora-dir (the folder holding conll2003/ and sst2/).", exits=1)
+    busy = bench.busy_reason(BUSY_PER_CPU)
+    if busy and not allow_busy:
+        msg.fail(f"Not benchmarking: {busy}. Wait for a quiet machine, or pass --allow-busy.", exits=1)
+    if busy:
+        msg.warn(f"Busy machine: {busy}. The figures will be marked as such.")
+    has_vectors = (vectors / "config.cfg").exists() or (vectors / "vocab").exists()
+    if not has_vectors:
+        msg.warn(f"{vectors}: no vectors pipeline there; skipping the vectors rows (pass --vectors).")
     log = msg.text
     results: Dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "rounds": rounds,
+        "batch_size": batch_size,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_at_start": bench.load_average(),
+        "busy_at_start": busy,
     }
     import torch
 
     results["machine"]["torch_threads"] = torch.get_num_threads()
     results["machine"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
-    ner_texts = bench.column_texts(conll_test, 10, n_docs or None)
-    sst2_texts = bench.tsv_texts(sst2_dev, n_docs or None)
-    ner_names = [n for n in bench.PIPELINES if n.startswith("ner-")]
-    textcat_names = [n for n in bench.PIPELINES if n.startswith("textcat-")]
-
-    msg.divider("Inference: nlp.pipe, CoNLL-03 test, 10-sentence docs")
-    results["inference_ner"] = bench.interleaved(
-        "measure_inference", ner_names, rounds, {"texts": ner_texts, "batch_size": 256}, log
-    )
-    msg.divider("Inference: nlp.pipe, SST-2 dev sentences")
-    results["inference_textcat"] = bench.interleaved(
-        "measure_inference", textcat_names, rounds, {"texts": sst2_texts, "batch_size": 256}, log
-    )
+    other = bench.OtherWork()
+    other.start()
+    texts = {
+        "ner10": bench.column_texts(conll_test, 10, n_docs or None),
+        "ner1": bench.column_texts(conll_test, 1, n_docs or None),
+        "sst2": bench.tsv_texts(sst2_dev, n_docs or None),
+    }
+    for key, title, names, texts_key in INFERENCE_SECTIONS:
+        if (skip_textcat and key.startswith("inference_textcat")) or ("vectors" in key and not has_vectors):
+            continue
+        msg.divider(title)
+        args: Dict[str, Any] = {"texts": texts[texts_key], "batch_size": batch_size}
+        if "vectors" in key:
+            args["vectors"] = str(vectors)
+        results[key] = bench.interleaved("measure_inference", names, rounds, args, log)
     if not skip_training:
         train_ner = bench.column_texts(conll_train, 10, 300)
         train_sst2 = bench.tsv_texts(sst2_train, 20000)
-        eager_ner = [n for n in ner_names if "torchscript" not in n]
-        eager_textcat = [n for n in textcat_names if "torchscript" not in n]
         msg.divider("Training: nlp.update, ~1,000-word batches")
+        ner_args = {"texts": train_ner, "n_steps": train_steps, "batch_words": 1000}
         results["training_ner"] = bench.interleaved(
-            "measure_training", eager_ner, rounds, {"texts": train_ner, "n_steps": train_steps, "batch_words": 1000}, log
+            "measure_training", ["ner-ours", "ner-cnn-efficiency", "ner-cnn-accuracy"], rounds, ner_args, log
         )
-        results["training_textcat"] = bench.interleaved(
-            "measure_training", eager_textcat, rounds, {"texts": train_sst2, "n_steps": train_steps, "batch_words": 1000}, log
-        )
+        if has_vectors:
+            results["training_ner_vectors"] = bench.interleaved(
+                "measure_training", ["ner-ours-vectors", "ner-cnn-efficiency-vectors"], rounds,
+                {**ner_args, "vectors": str(vectors)}, log,
+            )
+        if not skip_textcat:
+            results["training_textcat"] = bench.interleaved(
+                "measure_training", ["textcat-ours", "textcat-cnn-efficiency", "textcat-cnn-accuracy"], rounds,
+                {"texts": train_sst2, "n_steps": train_steps, "batch_words": 1000}, log,
+            )
     msg.divider("Cost against doc length (our NER tok2vec, one doc)")
     lengths: Dict[str, Any] = {}
     for n_tokens in (1_000, 10_000, 100_000):
@@ -81,9 +118,11 @@ def bench_command(
     msg.divider("Padding waste (padded positions / real tokens - 1)")
     results["padding"] = {
         "conll_train_batch_by_words": bench.padding_waste(bench.column_texts(conll_train, 10), "train"),
-        "conll_test_pipe_256": bench.padding_waste(ner_texts, "pipe"),
-        "sst2_dev_pipe_256": bench.padding_waste(sst2_texts, "pipe"),
+        "conll_test_pipe_256": bench.padding_waste(texts["ner10"], "pipe"),
+        "sst2_dev_pipe_256": bench.padding_waste(texts["sst2"], "pipe"),
     }
+    results["other_cpu_share"] = other.share()
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf8")
     table = _markdown(results)
@@ -93,30 +132,47 @@ def bench_command(
     msg.good(f"Wrote {output_dir / 'results.json'} and {output_dir / 'results.md'}")
 
 
+SECTION_TITLES = {key: title for key, title, _, _ in INFERENCE_SECTIONS}
+SECTION_TITLES.update(
+    {
+        "training_ner": "Training, NER, CoNLL-03 train",
+        "training_ner_vectors": "Training, NER with en_core_web_md vectors, CoNLL-03 train",
+        "training_textcat": "Training, textcat, SST-2 train",
+    }
+)
+
+
 def _markdown(results: Dict[str, Any]) -> str:
+    other = results.get("other_cpu_share")
+    quiet = (
+        "unknown"
+        if other is None
+        else f"{other:.0%} of one CPU" + (" (quiet)" if other < 0.1 else " (NOT quiet: figures not comparable)")
+    )
     lines: List[str] = [
         f"Machine: {results['machine']['cpus']} CPUs, torch threads {results['machine']['torch_threads']}, "
         f"OMP_WAIT_POLICY={results['machine']['OMP_WAIT_POLICY']}; "
-        f"median of {results['rounds']} interleaved rounds; untrained weights.",
+        f"median of {results['rounds']} interleaved rounds; untrained weights; "
+        f"nlp.pipe batch size {results.get('batch_size', 256)}.",
+        f"Load average at start: {results.get('load_average_at_start', float('nan')):.2f}; "
+        f"other processes' CPU use during the run: {quiet}.",
         "",
     ]
-    for section, title in (
-        ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)"),
-        ("inference_textcat", "Inference, textcat, SST-2 dev"),
-        ("training_ner", "Training, NER, CoNLL-03 train"),
-        ("training_textcat", "Training, textcat, SST-2 train"),
-    ):
+    for section, title in SECTION_TITLES.items():
         if section not in results:
             continue
         rows = results[section]
-        task = section.split("_")[1]
-        eff = rows.get(f"{task}-cnn-efficiency", {}).get("wps")
-        acc = rows.get(f"{task}-cnn-accuracy", {}).get("wps")
-        lines += [f"**{title}**", "", "| pipeline | words/sec | × CNN efficiency | × CNN accuracy | peak RSS MB |", "|---|---|---|---|---|"]
+        eff = next((r["wps"] for n, r in rows.items() if "cnn-efficiency" in n), None)
+        acc = next((r["wps"] for n, r in rows.items() if "cnn-accuracy" in n), None)
+        header = "| pipeline | words/sec | × CNN efficiency |" + (" × CNN accuracy |" if acc else "") + " peak RSS MB |"
+        lines += [f"**{title}**", "", header, "|---|---|---|" + ("---|" if acc else "") + "---|"]
         for name, row in rows.items():
-            lines.append(
-                f"| {name} | {row['wps']:,.0f} | {row['wps'] / eff:.2f} | {row['wps'] / acc:.2f} | {row['peak_rss_mb']:,.0f} |"
-            )
+            cells = [name, f"{row['wps']:,.0f}", f"{row['wps'] / eff:.2f}" if eff else "-"]
+            if acc:
+                cells.append(f"{row['wps'] / acc:.2f}")
+            cells.append(f"{row['peak_rss_mb']:,.0f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        task = section.split("_")[1]
         eager, scripted = rows.get(f"{task}-ours", {}).get("wps"), rows.get(f"{task}-ours-torchscript", {}).get("wps")
         if eager and scripted:
             lines.append(f"\nTorchScript / eager: {scripted / eager:.2f}")
