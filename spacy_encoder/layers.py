@@ -43,12 +43,16 @@ def _one_thread_after_fork() -> None:
 os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 # Buckets: a new padded batch is started when the current one would hold more than
-# BUCKET_TOKENS positions, or when more than MAX_PADDING of it would be padding.
-# Small buckets cost Python and dispatch overhead, large ones padding and T^2
-# attention; these keep both low for sentence- to paragraph-sized docs.
-BUCKET_TOKENS = 4096
-MIN_BUCKET_TOKENS = 128
-MAX_PADDING = 0.05
+# BUCKET_TOKENS positions, or when it holds more than MIN_BUCKET_TOKENS and more than
+# MAX_PADDING of it would be padding. Every bucket is one forward call, whose fixed
+# cost on CPU (about a hundred torch ops, each waking the OpenMP threads) is worth a
+# few hundred tokens of compute; padding costs compute per position. Measured on
+# CoNLL-03 test with nlp.pipe(batch_size=64) (RESULTS.md, issue 20), these give 1.3-1.8x
+# the words/s of the earlier 4096 / 128 / 0.05 for 1- and 10-sentence docs. Outputs do
+# not depend on the bucketing (padding invariance; tests pin it).
+BUCKET_TOKENS = 8192
+MIN_BUCKET_TOKENS = 2048
+MAX_PADDING = 0.15
 
 
 @dataclass

@@ -19,9 +19,11 @@ def test_tsv_texts_skips_header_and_strips(tmp_path):
 
 def test_padding_waste_buckets_beat_pad_to_longest():
     texts = ["word " * n for n in [3, 40, 5, 38, 2, 300, 7, 9] * 40]
-    for batcher in ("pipe", "train"):
-        waste = bench.padding_waste(texts, batcher)
-        assert 0.0 <= waste["bucketed"] < waste["pad_to_longest"]
+    # Small training batches fit in one bucket (a split costs more than their padding);
+    # nlp.pipe's batches of 256 docs are split by length.
+    pipe, train = bench.padding_waste(texts, "pipe"), bench.padding_waste(texts, "train")
+    assert 0.0 <= pipe["bucketed"] < 0.5 * pipe["pad_to_longest"]
+    assert 0.0 <= train["bucketed"] <= train["pad_to_longest"]
 
 
 def test_markdown_reports_ratios():

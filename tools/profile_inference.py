@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--sents-per-doc", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="median over rounds")
-    parser.add_argument("--quantize", action="store_true", help="int8 dynamic quantization of the encoder's Linear layers")
+    parser.add_argument("--optimize", default="none", help="none (eager), freeze or int8: as `spacy-encoder script --optimize`")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -41,16 +41,13 @@ def main() -> None:
     from spacy_encoder.layers import extract_features, plan_windows
 
     texts = bench.column_texts(args.conll, args.sents_per_doc)
-    nlp = bench.build_pipeline("ner-ours")
-    if args.quantize:
-        from spacy_encoder.speed import quantize_pipeline
-
-        quantize_pipeline(nlp)
+    nlp = bench.build_pipeline({"none": "ner-ours", "freeze": "ner-ours-frozen", "int8": "ner-ours-int8"}[args.optimize])
     tok2vec, ner = nlp.get_pipe("tok2vec"), nlp.get_pipe("ner")
     t2v = tok2vec.model
     layer = t2v.layers[0]
     module = layer.shims[0]._model
-    module.eval()
+    if getattr(module, "training", False):
+        module.eval()
     B = args.batch_size
     list(nlp.pipe(texts[:B], batch_size=B))  # warm-up
 
@@ -113,7 +110,7 @@ def main() -> None:
     total = sum(stage.values())
     print(f"{len(texts)} docs of {args.sents_per_doc} sentence(s), {n_words:,} words, batch {B}, "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}"
-          + (", int8 encoder" if args.quantize else ""))
+          + f", encoder: {args.optimize}")
     print(f"nlp.pipe: {wall:.3f} s = {n_words / wall:,.0f} words/s; stages summed: {total:.3f} s")
     print("| stage | seconds | share of nlp.pipe |")
     print("|---|---|---|")
@@ -135,11 +132,14 @@ def main() -> None:
             n = end - first
             Xb = torch.from_numpy(padded[row : row + n * seq_len].reshape(n, seq_len, -1))
             Lb = torch.from_numpy(plan.lengths[first:end])
+            row += n * seq_len
+            if embed is None:  # frozen: one graph, no submodules
+                module(Xb, Lb)
+                continue
             with record_function("embed (hashing, table, mix, norm)"):
                 x = embed(Xb)
             with record_function("encoder layers"):
                 encoder(x, Lb)
-            row += n * seq_len
     groups = defaultdict(float)
     for evt in prof.key_averages():
         groups[evt.key] = evt.self_cpu_time_total / 1e6
