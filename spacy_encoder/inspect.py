@@ -69,7 +69,15 @@ def find_tok2vec(nlp: Language, component: Optional[str] = None) -> Tuple[str, M
 
 def torch_module(node: Model) -> torch.nn.Module:
     """The `Tok2VecEncoder` (eager or TorchScript) inside a tok2vec node."""
-    return node.layers[0].shims[0]._model
+    from .layers import inference_only
+
+    module = node.layers[0].shims[0]._model
+    if inference_only(module):
+        raise InspectError(
+            "This encoder was optimized for inference (spacy-encoder script --optimize freeze|int8): "
+            "its layers are folded into one graph. Inspect the eager pipeline it was made from."
+        )
+    return module
 
 
 def doc_for(nlp: Language, text: str, component: str) -> Doc:

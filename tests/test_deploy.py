@@ -264,3 +264,15 @@ def test_optimize_needs_an_eager_pipeline(trained, tmp_path):
         script_pipeline(tmp_path / "scripted", tmp_path / "int8", optimize="int8")
     with pytest.raises(DeployError, match="--optimize must be one of"):
         script_pipeline(trained, tmp_path / "x", optimize="fp4")
+
+
+def test_inspecting_an_optimized_pipeline_fails_in_one_line(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    script_pipeline(trained, tmp_path / "frozen", optimize="freeze")
+    for command in ("attention", "trace"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "frozen"), "EU rejects German call ."])
+        assert result.exit_code == 1, result.output
+        assert "optimized for inference" in result.output and "Traceback" not in result.output
