@@ -2,7 +2,6 @@
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
 """
-import copy
 import functools
 import io
 import logging
@@ -463,9 +462,8 @@ def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.Script
             # torch 2.13 points eager-mode quantization users to torchao; it still works.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=r".*(torchao|quantiz|migrat).*")
-            module = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(module).eval(), {torch.nn.Linear}, dtype=torch.qint8
-            )
+            # A copy (inplace=False), put in eval mode: the eager module is left as it was.
+            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
     with quiet_jit():
         scripted = torch.jit.script(module)
         if optimize == "none":

@@ -22,7 +22,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from .layers import doc_windows, extract_features, static_vectors
+from .layers import doc_windows, extract_features, inference_only, static_vectors
 
 TOK2VEC_NODE = "spacy-encoder.tok2vec"
 VIZ_HINT = "pip install spacy-encoder[viz]"
@@ -69,8 +69,6 @@ def find_tok2vec(nlp: Language, component: Optional[str] = None) -> Tuple[str, M
 
 def torch_module(node: Model) -> torch.nn.Module:
     """The `Tok2VecEncoder` (eager or TorchScript) inside a tok2vec node."""
-    from .layers import inference_only
-
     module = node.layers[0].shims[0]._model
     if inference_only(module):
         raise InspectError(

@@ -250,14 +250,7 @@ def test_annotate_corpus_driver_killed_then_resume_local(model_dir, tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", records)
     output = tmp_path / "out"
     args = [str(model_dir), str(path), str(output), "--shard-size", "100", "--batch-size", "20", "-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "spacy_encoder.cli", "annotate-corpus", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_parts(ac.staging_path(output), 2, proc, timeout=120)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert not output.exists()
-    kept = len(ac.read_output_ids(ac.staging_path(output), "parquet"))
+    kept = kill_cli_mid_run(args, output, timeout=120)
     assert 0 < kept < 3000
     result = CliRunner().invoke(app, ["annotate-corpus", *args, "--resume"])
     assert result.exit_code == 0, result.output
@@ -274,6 +267,20 @@ def wait_for_parts(staging: Path, n: int, proc=None, timeout: float = 120) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"{staging}: fewer than {n} shards after {timeout} s")
         time.sleep(0.1)
+
+
+def kill_cli_mid_run(args, output: Path, timeout: float) -> int:
+    """Start `annotate-corpus ARGS` as a subprocess, SIGKILL it once two shards are in
+    its staging folder (no clean-up code runs), check that nothing looks finished, and
+    return how many docs the staging folder kept."""
+    proc = subprocess.Popen([sys.executable, "-m", "spacy_encoder.cli", "annotate-corpus", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_parts(ac.staging_path(output), 2, proc, timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert not output.exists()
+    return len(ac.read_output_ids(ac.staging_path(output), "parquet"))
 
 
 def test_cli_annotate_corpus_fails_in_one_line(model_dir, tmp_path):
@@ -435,14 +442,7 @@ def test_annotate_corpus_ray_driver_killed_then_resume(model_dir, tmp_path, ray_
     path = write_jsonl(tmp_path / "in.jsonl", records)
     output = tmp_path / "out"
     args = [str(model_dir), str(path), str(output), "--engine", "ray", "--address", cluster.address, "--shard-size", "200", "--batch-size", "20", "-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "spacy_encoder.cli", "annotate-corpus", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_parts(ac.staging_path(output), 2, proc, timeout=240)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert not output.exists()
-    kept = len(ac.read_output_ids(ac.staging_path(output), "parquet"))
+    kept = kill_cli_mid_run(args, output, timeout=240)
     summary = ac.annotate_corpus(str(model_dir), path, output, engine="ray", address=cluster.address, shard_size=200, batch_size=20, resume=True)
     assert summary.skipped == kept and summary.docs == 4000 - kept
     assert_unique_ids(output)
