@@ -247,3 +247,35 @@ def test_start_from_pretrained_needs_exactly_one_source(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"not msgpack at all")
     with pytest.raises(PretrainedError, match="not a tok2vec written by spacy pretrain"):
         read_pretrained_state(tmp_path / "junk.bin")
+
+
+def test_a_continued_pretraining_sums_its_runs_and_keeps_each(shelf):
+    """`tools/ship_pretrained.py --continues NAME`: a run resumed from a shipped encoder
+    ships with the words, texts and seconds of both runs, each run kept in `history`,
+    and refuses a run of another architecture."""
+    import importlib.util
+
+    folder, tok2vec = shelf
+    spec = importlib.util.spec_from_file_location("ship_pretrained", REPO / "tools" / "ship_pretrained.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    run = {
+        "name": "", "architecture": {"width": 128}, "objective": {"loss": "cosine"}, "text": "slice 0", "texts": 10,
+        "words_in_text": 1000, "words_seen": 700, "words_seen_note": "", "epochs": 0.7, "loss": {"total": 5.0},
+        "pretraining_seconds": 100, "words_per_second": 7, "machine": "m", "command": "c",
+    }
+    def shelved(name, info):
+        ship(folder, name, tok2vec.to_bytes(), **{k: v for k, v in info.items() if k not in ("name", "sha256")})
+
+    shelved("first", run)
+    second = {**run, "name": "second", "text": "slice 1", "texts": 12, "words_in_text": 1100, "words_seen": 900, "epochs": 0.8, "pretraining_seconds": 150, "sha256": "x"}
+    out = tool.continued(second, "first")
+    assert (out["words_seen"], out["texts"], out["words_in_text"], out["pretraining_seconds"]) == (1600, 22, 2100, 250)
+    assert out["text"] == "slice 0; then slice 1" and out["continues"] == "first" and out["sha256"] == "x"
+    assert [(h["name"], h["words_seen"], h["epochs"]) for h in out["history"]] == [("first", 700, 0.7), ("second", 900, 0.8)]
+    # continuing the continued run keeps the whole history
+    shelved("second", out)
+    third = tool.continued({**second, "name": "third", "words_seen": 50}, "second")
+    assert [h["name"] for h in third["history"]] == ["first", "second", "third"] and third["words_seen"] == 1650
+    with pytest.raises(SystemExit, match="--continues first: its architecture or objective is not the config's"):
+        tool.continued({**second, "architecture": {"width": 64}}, "first")

@@ -37,12 +37,14 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--command", required=True, help="the spacy pretrain command, for the meta")
     parser.add_argument("--machine", required=True, help="where and how it ran, e.g. '2-core x86_64 CPU, one torch thread'")
+    parser.add_argument("--log", type=Path, default=None, help="spaCy's log.jsonl of the run (default: beside the weights); for a .temp.bin, a copy taken with it")
+    parser.add_argument("--continues", default=None, metavar="NAME", help="The shipped encoder this run resumed from (--resume-path): its words, text and time are added to this run's")
     parser.add_argument("--text", default="English Wikipedia, WikiExtractor output of a 2015 dump (../shared/corpora/wikipedia; jason-feng/wikiVisual@1c0fac9, text/AA and text/AB), converted with `spacy-encoder wiki-text`")
     args = parser.parse_args()
 
     config = load_config(args.config)
     block = config["components"]["tok2vec"]["model"]
-    log = list(srsly.read_jsonl(args.weights.parent / "log.jsonl"))
+    log = list(srsly.read_jsonl(args.log or args.weights.parent / "log.jsonl"))
     last = log[-1]
     started = (args.weights.parent / "config.cfg").stat().st_mtime
     seconds = args.weights.stat().st_mtime - started
@@ -54,7 +56,10 @@ def main() -> None:
     tokens_per_word = sum(len(tokenizer(t)) for t in sample) / sum(len(t.split()) for t in sample)
     partial = args.weights.name.endswith(".temp.bin")
     # A .temp.bin checkpoint is part of the way through its epoch: count the part seen.
-    epochs = int(last["epoch"]) + (round(last["nr_word"] / tokens_per_word / whitespace_words, 3) if partial else 1.0)
+    fraction = round(last["nr_word"] / tokens_per_word / whitespace_words, 3) if partial else 1.0
+    # A continued run (--continues) resumes as epoch K of its own slice of text: it
+    # counts only the part of that slice it saw.
+    epochs = fraction if args.continues else int(last["epoch"]) + fraction
     data = args.weights.read_bytes()
     meta = {
         "name": args.name,
@@ -81,10 +86,37 @@ def main() -> None:
         "credit": "Pretrained on text written by Wikipedia's contributors (https://en.wikipedia.org), CC BY-SA 3.0.",
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+    if args.continues:
+        meta = continued(meta, args.continues)
     OUT.mkdir(exist_ok=True)
     shutil.copyfile(args.weights, OUT / f"{args.name}.bin")
     srsly.write_json(OUT / f"{args.name}.json", meta)
     print(f"{OUT / args.name}.bin: {len(data) / 2**20:.1f} MB, {meta['words_seen']:,} words seen, sha256 {meta['sha256'][:12]}")
+
+
+def continued(meta: dict, name: str) -> dict:
+    """The meta of a run that resumed from the shipped encoder NAME: words, texts and
+    seconds are the sums of both runs, and `history` keeps each run's own figures."""
+    from spacy_encoder.pretrained import meta as shipped_meta
+
+    before = shipped_meta(name)
+    history = before.get("history") or [{key: before[key] for key in ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")}]
+    this = {key: meta[key] for key in ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")}
+    if before["architecture"] != meta["architecture"] or before["objective"] != meta["objective"]:
+        raise SystemExit(f"--continues {name}: its architecture or objective is not the config's; a continued run keeps both")
+    out = dict(meta)
+    out.update(
+        text=f"{before['text']}; then {meta['text']}" if before["text"] != meta["text"] else meta["text"],
+        texts=before["texts"] + meta["texts"],
+        words_in_text=before["words_in_text"] + meta["words_in_text"],
+        words_seen=before["words_seen"] + meta["words_seen"],
+        words_seen_note=f"spaCy tokens, summed over {len(history) + 1} runs ({name} and this one; see history); this run: {meta['words_seen_note']}",
+        epochs=None,  # the runs saw different texts: see history
+        pretraining_seconds=before["pretraining_seconds"] + meta["pretraining_seconds"],
+        continues=name,
+        history=[*history, this],
+    )
+    return out
 
 
 if __name__ == "__main__":
