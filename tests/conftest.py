@@ -6,6 +6,16 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """tools/NAME.py, imported from its path (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 SHARED_CORPORA = (REPO / ".." / "shared" / "corpora").resolve()
 
 

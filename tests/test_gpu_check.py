@@ -2,7 +2,6 @@
 against a hand count and the torch modules, the device call within the device tool's
 limits, and a `device` run here, without CUDA, that records the environment and that
 the GPU steps were skipped."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,20 +13,12 @@ from spacy.util import load_config
 
 from spacy_encoder.pytorch import EmbedConfig, EncoderConfig, Tok2VecEncoder, VectorsTok2VecEncoder
 
-from .conftest import REPO
+from .conftest import REPO, load_tool
 
 MIB = 1024 * 1024
 
 
-def load_gpu_check():
-    """tools/gpu_check.py, imported from its path."""
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "tools" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = load_gpu_check()
+gpu_check = load_tool("gpu_check")
 
 
 def test_flops_per_token_match_a_hand_count():

@@ -13,7 +13,7 @@ from spacy.util import load_config, load_model_from_config
 import spacy_encoder.pretrained as pretrained
 from spacy_encoder.pretrained import PretrainedError
 
-from .conftest import REPO
+from .conftest import REPO, load_tool
 from .test_training import NER_DATA
 from .test_vectors import ner_examples
 
@@ -166,12 +166,8 @@ def test_pretrained_configs_are_their_base_config_plus_the_shipped_start(task):
 
 def config_tool():
     """tools/make_pretrained_configs.py, imported from its path."""
-    import importlib.util
+    return load_tool("make_pretrained_configs")
 
-    spec = importlib.util.spec_from_file_location("make_pretrained_configs", REPO / "tools" / "make_pretrained_configs.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
 
 
 def test_vectors_pretrained_configs_are_their_vectors_config_plus_the_shipped_start():
@@ -253,17 +249,14 @@ def test_a_continued_pretraining_sums_its_runs_and_keeps_each(shelf):
     """`tools/ship_pretrained.py --continues NAME`: a run resumed from a shipped encoder
     ships with the words, texts and seconds of both runs, each run kept in `history`,
     and refuses a run of another architecture."""
-    import importlib.util
-
     folder, tok2vec = shelf
-    spec = importlib.util.spec_from_file_location("ship_pretrained", REPO / "tools" / "ship_pretrained.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("ship_pretrained")
     run = {
         "name": "", "architecture": {"width": 128}, "objective": {"loss": "cosine"}, "text": "slice 0", "texts": 10,
         "words_in_text": 1000, "words_seen": 700, "words_seen_note": "", "epochs": 0.7, "loss": {"total": 5.0},
         "pretraining_seconds": 100, "words_per_second": 7, "machine": "m", "command": "c",
     }
+
     def shelved(name, info):
         ship(folder, name, tok2vec.to_bytes(), **{k: v for k, v in info.items() if k not in ("name", "sha256")})
 

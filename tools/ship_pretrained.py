@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "spacy_encoder" / "pretrained"
 # The settings that decide the weights' shapes (dropouts, windows, output_scale and
 # torchscript may differ between pretraining and training).
+# What one run of a continued pretraining keeps in its meta's `history`.
+RUN_KEYS = ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")
 SHAPE_SETTINGS = ("width", "depth", "n_heads", "ff_width", "attrs", "rows", "n_hashes", "positions", "local_window", "norm_first", "vectors_width")
 
 
@@ -100,8 +102,8 @@ def continued(meta: dict, name: str) -> dict:
     from spacy_encoder.pretrained import meta as shipped_meta
 
     before = shipped_meta(name)
-    history = before.get("history") or [{key: before[key] for key in ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")}]
-    this = {key: meta[key] for key in ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")}
+    history = before.get("history") or [{key: before[key] for key in RUN_KEYS}]
+    this = {key: meta[key] for key in RUN_KEYS}
     if before["architecture"] != meta["architecture"] or before["objective"] != meta["objective"]:
         raise SystemExit(f"--continues {name}: its architecture or objective is not the config's; a continued run keeps both")
     out = dict(meta)
