@@ -2,6 +2,7 @@
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
 """
+import copy
 import functools
 import io
 import logging
@@ -32,6 +33,7 @@ from .pytorch import (
     Tok2VecEncoder,
     TransformerEncoder,
     VectorsTok2VecEncoder,
+    linear_convolutions,
 )
 
 logger = logging.getLogger("spacy_encoder")
@@ -446,7 +448,7 @@ def _wrap(
 INFERENCE_MODES = {
     "none": "TorchScript, trainable; equal to eager",
     "freeze": "TorchScript frozen for inference (weights folded in as constants); equal to eager",
-    "int8": "frozen TorchScript with int8 dynamic quantization of every Linear layer (CPU only)",
+    "int8": "frozen TorchScript with int8 dynamic quantization of every Linear layer and local convolution (CPU only)",
 }
 
 
@@ -462,8 +464,10 @@ def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.Script
             # torch 2.13 points eager-mode quantization users to torchao; it still works.
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message=r".*(torchao|quantiz|migrat).*")
-            # A copy (inplace=False), put in eval mode: the eager module is left as it was.
-            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+            # A copy in eval mode: the eager module is left as it was. Its local
+            # convolutions become Linear layers first, so that they are quantized too.
+            module = linear_convolutions(copy.deepcopy(module).eval())
+            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     with quiet_jit():
         scripted = torch.jit.script(module)
         if optimize == "none":

@@ -17,7 +17,7 @@ class ExportFormat(str, Enum):
 
 class Optimize(str, Enum):
     """`none`: TorchScript, trainable, equal to eager; `freeze`: frozen for inference,
-    equal to eager; `int8`: frozen, int8 dynamic quantization of the Linear layers (CPU)."""
+    equal to eager; `int8`: frozen, int8 dynamic quantization of the Linear layers and local convolutions (CPU)."""
 
     none = "none"
     freeze = "freeze"
@@ -32,7 +32,7 @@ def script_command(
         Optimize.none,
         "--optimize",
         help="none (trainable), freeze (inference only, equal to eager) or int8 (inference only, CPU, "
-        "quantized Linear layers).",
+        "quantized Linear layers and convolutions).",
     ),
 ) -> None:
     """Turn a trained pipeline into one whose encoder runs as TorchScript; with

@@ -1,6 +1,6 @@
 """Plain torch modules: no Thinc or spaCy imports, every module compiles with torch.jit.script."""
 from .attention import SelfAttention, keep_mask
-from .block import EncoderLayer, FeedForward
+from .block import EncoderLayer, FeedForward, LinearLocalConvolution, LocalConvolution, linear_convolutions
 from .config import POSITION_KINDS, EmbedConfig, EncoderConfig, EncoderConfigError
 from .embeddings import HashEmbed, HashVectorEmbed
 from .encoder import TransformerEncoder, Tok2VecEncoder, VectorsTok2VecEncoder
@@ -16,6 +16,8 @@ __all__ = [
     "FeedForward",
     "HashEmbed",
     "HashVectorEmbed",
+    "LinearLocalConvolution",
+    "LocalConvolution",
     "SelfAttention",
     "Tok2VecEncoder",
     "TransformerEncoder",
@@ -23,4 +25,5 @@ __all__ = [
     "VectorsTok2VecEncoder",
     "doc_windows",
     "keep_mask",
+    "linear_convolutions",
 ]

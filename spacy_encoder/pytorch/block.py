@@ -2,6 +2,7 @@
 with LayerNorm before (pre-norm) or after (post-norm) the residual addition."""
 from typing import Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.jit import Final
@@ -48,6 +49,65 @@ class LocalConvolution(nn.Module):
         h = (self.norm(x) * real).transpose(1, 2)  # (B, D, T)
         h = F.gelu(self.conv(h)).transpose(1, 2)  # (B, T, D)
         return x + self.dropout(h)
+
+
+class LinearLocalConvolution(nn.Module):
+    """`LocalConvolution` computed as one Linear layer over its K taps, for int8
+    inference: dynamic quantization reaches `nn.Linear` only, and the convolutions are
+    the largest float op left in a quantized encoder.
+
+    One matmul maps every (zero-padded) position to its K tap products, (B, T+K-1, K*D),
+    and output t sums tap j of position t+j: the convolution's sum, in another order
+    (float results agree to about 1e-6). Made from a trained `LocalConvolution` by
+    `from_convolution`; never trained itself.
+    """
+
+    taps: Final[int]
+    width: Final[int]
+
+    def __init__(self, width: int, window: int) -> None:
+        super().__init__()
+        self.taps = window
+        self.width = width
+        self.norm = nn.LayerNorm(width)
+        # Row block j (of K) holds tap j's weights; the bias sits in block 0 only, so
+        # each output gets it once.
+        self.proj = nn.Linear(width, window * width)
+
+    @classmethod
+    def from_convolution(cls, local: LocalConvolution) -> "LinearLocalConvolution":
+        """The same function as `local` (eval mode: no dropout)."""
+        weight = local.conv.weight.detach()  # (D_out, D_in, K)
+        width, window = weight.size(0), weight.size(2)
+        module = cls(width, window)
+        module.norm.load_state_dict(local.norm.state_dict())
+        with torch.no_grad():
+            module.proj.weight.copy_(weight.permute(2, 0, 1).reshape(window * width, width))
+            module.proj.bias.zero_()
+            module.proj.bias[:width].copy_(local.conv.bias.detach())
+        return module.to(weight.device).eval()
+
+    def forward(self, x: Tensor, real: Tensor) -> Tensor:
+        """:param x: (B, T, D). :param real: (B, T, 1), 1.0 on real tokens. :return: (B, T, D)."""
+        seq_len = x.size(1)
+        half = self.taps // 2
+        h = F.pad(self.norm(x) * real, (0, 0, half, half))  # (B, T+K-1, D)
+        z = self.proj(h)  # (B, T+K-1, K*D)
+        y = z[:, 0:seq_len, 0 : self.width]
+        for j in range(1, self.taps):
+            y = y + z[:, j : j + seq_len, j * self.width : (j + 1) * self.width]
+        return x + F.gelu(y)
+
+
+def linear_convolutions(module: nn.Module) -> nn.Module:
+    """Swap every `LocalConvolution` inside `module` (in place) for its
+    `LinearLocalConvolution`; returns `module`."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, LocalConvolution):
+            setattr(module, name, LinearLocalConvolution.from_convolution(child))
+        else:
+            linear_convolutions(child)
+    return module
 
 
 class EncoderLayer(nn.Module):

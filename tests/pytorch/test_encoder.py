@@ -163,3 +163,57 @@ def test_feature_dropout_rates_per_attribute():
     assert 0.1 < dropped[2].item() < 0.3
     with pytest.raises(ValueError, match="one per attribute"):
         HashEmbed([50, 20], 8, n_hashes=2, dropout=0.0, feature_dropout=[0.1, 0.1, 0.1])
+
+
+# --- The int8 path's convolutions as Linear layers ---------------------------------
+
+
+def _trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-zero biases and LayerNorm weights: a fresh init would hide a misplaced bias."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("local_window", [3, 5])
+def test_linear_convolutions_compute_the_convolutions(local_window):
+    import copy
+
+    from spacy_encoder.pytorch import LinearLocalConvolution, LocalConvolution, linear_convolutions
+
+    model = _trained_like(small_tok2vec(local_window=local_window))
+    swapped = linear_convolutions(copy.deepcopy(model))
+    n_linear = sum(isinstance(m, LinearLocalConvolution) for m in swapped.modules())
+    assert n_linear == SMALL["depth"] + 1  # one before the stack, one in every layer
+    assert not any(isinstance(m, LocalConvolution) for m in swapped.modules())
+    ids, lengths = random_ids(3, 9), torch.tensor([9, 4, 0])
+    expected = model(ids, lengths)
+    torch.testing.assert_close(swapped(ids, lengths), expected, atol=1e-5, rtol=1e-5)
+    with quiet_jit():
+        scripted = torch.jit.script(swapped)
+    torch.testing.assert_close(scripted(ids, lengths), expected, atol=1e-5, rtol=1e-5)
+    # padding invariance holds in the swapped form too: row 1 alone equals row 1 in the batch
+    alone = swapped(ids[1:2, :4], lengths[1:2])
+    torch.testing.assert_close(swapped(ids, lengths)[1, :4], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_int8_quantizes_the_convolutions_and_leaves_the_eager_module_alone():
+    from spacy_encoder.architectures import inference_module
+    from spacy_encoder.pytorch import LocalConvolution
+
+    model = _trained_like(small_tok2vec(local_window=3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    int8 = inference_module(model, "int8")
+    graph = str(int8.graph) + "".join(str(m.graph) for m in int8.modules() if hasattr(m, "graph"))
+    assert "conv1d" not in graph and "convolution" not in graph, "a float convolution survived int8"
+    assert "quantized::linear_dynamic" in graph
+    assert sum(isinstance(m, LocalConvolution) for m in model.modules()) == SMALL["depth"] + 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    ids, lengths = random_ids(3, 9), torch.tensor([9, 4, 0])
+    with torch.no_grad():
+        expected = model(ids, lengths)
+        error = (int8(ids, lengths) - expected).abs().max()
+    assert 0.0 < float(error) < 0.1 * float(expected.abs().max())
