@@ -244,6 +244,25 @@ def test_rotary_equals_complex_rotation():
     torch.testing.assert_close(rk, rotary_ref(k), atol=1e-5, rtol=1e-5)
 
 
+def test_rotary_is_exactly_the_rotate_half_formula():
+    """The fused form (q and k stacked, a roll and a signed sine) computes
+    x * cos + rotate_half(x) * sin to the bit: trained weights see the same numbers."""
+    rotary = RotaryPositions(HEAD_WIDTH, 12)
+    q, k = torch.randn(2, HEADS, 9, HEAD_WIDTH), torch.randn(2, HEADS, 9, HEAD_WIDTH)
+    half = HEAD_WIDTH // 2
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, HEAD_WIDTH, 2, dtype=torch.float32) / HEAD_WIDTH))
+    angles = torch.arange(12, dtype=torch.float32).unsqueeze(1) * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)[:9]
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate_half(x):
+        return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+    rq, rk = rotary.rotate(q, k)
+    assert torch.equal(rq, q * cos + rotate_half(q) * sin)
+    assert torch.equal(rk, k * cos + rotate_half(k) * sin)
+
+
 def test_rotary_scores_depend_on_distance_only():
     """The same q at every position and the same k at every position: after rotation
     q_m . k_n depends on m - n alone, and does change with it."""
