@@ -373,3 +373,55 @@ def test_inspection_of_a_vectors_pipeline_equals_doc_tensor(trained):
         numpy.testing.assert_allclose(inspection.output, nlp(text).tensor, atol=1e-4)
     window = insp.inspect_window(node, insp.doc_for(nlp, LONG_TEXT, name), token=5)
     assert window.weights and window.weights[0].shape[-1] == SMALL["max_length"]
+
+
+# --- Lowercased tables (GloVe): cased keys onto the same rows -----------------------
+
+
+def test_case_keys_send_cased_tokens_to_the_lowercase_row():
+    from spacy_encoder.static_vectors import add_case_keys
+
+    nlp = spacy.blank("en")
+    add_vectors(nlp, ["berlin", "paris", "Paris", "u.s.", "42"])
+    vectors, strings = nlp.vocab.vectors, nlp.vocab.strings
+    rows = {w: vectors.find(key=strings[w]) for w in ["berlin", "paris", "Paris", "u.s."]}
+    counts = add_case_keys(vectors, strings)
+    assert counts["keys"] == 5 and counts["rows"] == 5 and vectors.shape == (5, V)
+    assert vectors.find(key=strings["Berlin"]) == rows["berlin"]
+    assert vectors.find(key=strings["BERLIN"]) == rows["berlin"]
+    assert vectors.find(key=strings["PARIS"]) == rows["paris"]
+    assert vectors.find(key=strings["Paris"]) == rows["Paris"] != rows["paris"], "a cased vector of its own is kept"
+    assert vectors.find(key=strings["U.S."]) == rows["u.s."]
+    # berlin: Berlin, BERLIN; paris: PARIS (Paris exists); Paris: none (not lowercase);
+    # u.s.: U.S. (title and upper agree) and U.s.; 42: none
+    assert counts["added"] == 2 + 1 + 0 + 2 + 0
+    # the model reads them: "Berlin" gets berlin's vector
+    doc = nlp("Berlin BERLIN Rome")
+    model = spacy.registry.resolve({"m": {"@architectures": "spacy-encoder.TransformerTok2Vec.v2", **SMALL}})["m"]
+    looked_up = static_vectors(model, [doc])
+    numpy.testing.assert_array_equal(looked_up[0], vectors.data[rows["berlin"]])
+    numpy.testing.assert_array_equal(looked_up[1], vectors.data[rows["berlin"]])
+    assert not looked_up[2].any()
+
+
+def test_case_vectors_command_saves_a_cased_copy_and_fails_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    nlp = spacy.blank("en")
+    add_vectors(nlp, ["berlin", "geneva"])
+    nlp.to_disk(tmp_path / "glove")
+    runner = CliRunner()
+    result = runner.invoke(app, ["case-vectors", str(tmp_path / "glove"), str(tmp_path / "cased")])
+    assert result.exit_code == 0, result.output
+    assert "2 keys + 4 cased forms, 2 rows" in " ".join(result.output.split())
+    cased = spacy.load(tmp_path / "cased")
+    assert cased.vocab.vectors.find(key=cased.vocab.strings["GENEVA"]) == cased.vocab.vectors.find(key=cased.vocab.strings["geneva"]) >= 0
+    assert spacy.load(tmp_path / "glove").vocab.vectors.find(key="Geneva") == -1, "the input is not changed"
+    result = runner.invoke(app, ["case-vectors", str(tmp_path / "missing"), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "missing: no pipeline there" in " ".join(result.output.split())
+    spacy.blank("en").to_disk(tmp_path / "novectors")
+    result = runner.invoke(app, ["case-vectors", str(tmp_path / "novectors"), str(tmp_path / "out")])
+    assert result.exit_code == 1 and "has no keys" in result.output

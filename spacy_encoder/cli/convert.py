@@ -172,3 +172,31 @@ def wiki_text(
         staging.replace(output_path)
     skip_note = f" after skipping {skipped:,} words" if skip_words else ""
     msg.good(f"{output_path}: {n_texts:,} texts, {n_words:,} words{skip_note} from {n_files} of {len(files)} files")
+
+
+@app.command("case-vectors")
+def case_vectors(
+    input_dir: Annotated[Path, typer.Argument(metavar="INPUT_DIR", help="A pipeline with lowercased vectors, e.g. written by `spacy init vectors` from GloVe.")],
+    output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Where to save the pipeline with the cased keys added.")],
+) -> None:
+    """Make lowercased vectors (GloVe) reachable from cased tokens: "Berlin" and "BERLIN"
+    get the row of "berlin", as in en_core_web_md. No rows are added. Needed because
+    `spacy init vectors --attr LOWER` does not keep LOWER for default-mode tables, so
+    the saved vectors are looked up by ORTH."""
+    import spacy
+
+    from ..static_vectors import add_case_keys
+
+    with _fail_cleanly():
+        if not (input_dir / "config.cfg").exists():
+            raise FileNotFoundError(f"{input_dir}: no pipeline there (no config.cfg); write one with `spacy init vectors`")
+        nlp = spacy.load(input_dir)
+        try:
+            counts = add_case_keys(nlp.vocab.vectors, nlp.vocab.strings)
+        except ValueError as err:
+            raise ValueError(f"{input_dir}: {err}") from None
+        nlp.to_disk(output_dir)
+    msg.good(
+        f"{output_dir}: {counts['keys']:,} keys + {counts['added']:,} cased forms, "
+        f"{counts['rows']:,} rows (unchanged)"
+    )
