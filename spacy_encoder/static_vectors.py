@@ -5,17 +5,17 @@ by the table's key attribute, and `spacy init vectors --attr LOWER` does not kee
 attribute for default-mode tables (spaCy 3.8 saves `attr` in `vectors.cfg` for floret
 tables only), so the saved table is read by ORTH and every capitalised token finds no
 vector: on CoNLL-03 test, 73.1% of tokens and 1.9% of the tokens of names unseen in
-training have a GloVe 6B vector by ORTH, against 94.9% and 82.7% by the lowercase form.
-`add_case_keys` maps the cased forms of each lowercase key to the same row, as
-`en_core_web_md` does (684,830 keys onto 20,000 rows): no new rows, no new memory.
+training have a GloVe 6B vector by ORTH. `add_case_keys` maps the cased forms of each
+lowercase key to the same row, as `en_core_web_md` does (684,830 keys onto 20,000
+rows): no new rows, and 94.9% and 82.1% (`tools/vector_coverage.py`, RESULTS.md).
 """
-from typing import Dict
+from typing import Dict, Set
 
 from spacy.strings import StringStore
 from spacy.vectors import Vectors
 
 
-def case_forms(word: str) -> set:
+def case_forms(word: str) -> Set[str]:
     """The cased forms a lowercase `word` is looked up as: Title, Capitalized, UPPER."""
     return {word.title(), word.capitalize(), word.upper()} - {word}
 
