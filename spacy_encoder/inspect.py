@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy
 import torch
@@ -581,6 +581,12 @@ class RecallSplit:
         }
 
 
+def entity_names(docs: Sequence[Doc]) -> Set[str]:
+    """The texts of the gold entities of `docs`, of any label: what makes a name *seen*
+    in training (`seen_unseen_recall`, `tools/vector_coverage.py`)."""
+    return {ent.text for doc in docs for ent in doc.ents}
+
+
 def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> RecallSplit:
     """Entity recall on names seen and unseen in training.
 
@@ -591,7 +597,7 @@ def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequ
     loses to another on test but not on dev, this tells whether the loss is on names
     it could have memorised or on new ones.
     """
-    train_names = {ent.text for doc in train_docs for ent in doc.ents}
+    train_names = entity_names(train_docs)
     fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
     split = RecallSplit(name=name)
     for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):

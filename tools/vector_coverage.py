@@ -18,12 +18,13 @@ def main() -> None:
 
     import spacy
     from spacy.attrs import ORTH
-    from spacy.tokens import DocBin
+
+    from spacy_encoder.corpora import read_docbin
+    from spacy_encoder.inspect import entity_names
 
     nlp = spacy.blank("en")
-    train = list(DocBin().from_disk(args.train).get_docs(nlp.vocab))
-    test = list(DocBin().from_disk(args.test).get_docs(nlp.vocab))
-    seen = {ent.text for doc in train for ent in doc.ents}
+    seen = entity_names(list(read_docbin(args.train, nlp.vocab)))  # as `spacy-encoder unseen-entities`
+    test = list(read_docbin(args.test, nlp.vocab))
     groups = {
         "all test tokens": [t for doc in test for t in doc],
         "tokens of seen names": [t for doc in test for ent in doc.ents if ent.text in seen for t in ent],
