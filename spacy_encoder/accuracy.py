@@ -76,6 +76,10 @@ def base_config(task: Task, system: str, configs_dir: Path, vectors: Optional[st
         if system == "spacy-encoder-pretrained":
             name += "_pretrained"
         config = Config().from_disk(configs_dir / f"{name}.cfg", interpolate=False)
+        width = vectors_width_of(vectors) if vectors else None
+        if width is not None:
+            # Our configs name the width (300, en_core_web_md's); GloVe 6B 50d is 50.
+            config["components"]["tok2vec"]["model"]["vectors_width"] = width
     else:
         from spacy.cli.init_config import init_config
 
@@ -86,6 +90,23 @@ def base_config(task: Task, system: str, configs_dir: Path, vectors: Optional[st
         _set_static_vectors(config, bool(vectors))
     config["paths"]["vectors"] = vectors
     return config
+
+
+def vectors_width_of(vectors: str) -> Optional[int]:
+    """The width the pipeline at `vectors` (a folder, or an installed package's name)
+    records in its meta.json, or None where there is no such meta to read."""
+    path = Path(vectors)
+    if not path.exists():
+        from spacy.util import get_package_path, is_package
+
+        if not is_package(vectors):
+            return None
+        path = get_package_path(vectors)
+    meta = path / "meta.json"
+    if not meta.exists():
+        return None
+    width = json.loads(meta.read_text(encoding="utf8")).get("vectors", {}).get("width")
+    return int(width) if width else None
 
 
 def _set_static_vectors(section: Dict[str, Any], include: bool) -> None:

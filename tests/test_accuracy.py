@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc
@@ -68,6 +69,21 @@ def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str
         assert "include_static_vectors = false" not in text and "include_static_vectors = true" in text
     else:
         assert (task, system) == ("sst2", "spacy-cnn-efficiency")
+
+
+@pytest.mark.parametrize("system", ["spacy-encoder", "spacy-encoder-pretrained"])
+def test_run_config_takes_the_vectors_width_from_the_folder(system: str, tmp_path: Path) -> None:
+    # A folder written by `spacy init vectors` from GloVe 6B 50d: our configs' 300 would
+    # fail at initialization; the benchmark reads the width the folder records.
+    nlp = spacy.blank("en")
+    nlp.vocab.set_vector("word", numpy.ones((50,), dtype="float32"))
+    nlp.to_disk(tmp_path / "glove50")
+    assert accuracy.vectors_width_of(str(tmp_path / "glove50")) == 50
+    assert accuracy.vectors_width_of(str(tmp_path / "no-such-folder")) is None
+    runs = accuracy.plan_runs(["conll2003"], [system], ["equal"], CONFIGS, vectors=str(tmp_path / "glove50"))
+    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    config = Config().from_disk(path, interpolate=False)
+    assert config["components"]["tok2vec"]["model"]["vectors_width"] == 50
 
 
 def test_throughput_logger_writes_words_and_seconds(tmp_path: Path) -> None:
