@@ -60,6 +60,11 @@ def in_repo(path: str) -> bool:
     return (ROOT / path).resolve().is_relative_to(ROOT)
 
 
+def is_local_data(dep: str, project: dict) -> bool:
+    """A research corpus or the GloVe file beside the repository (in ../shared)."""
+    return dep.startswith(project["vars"]["corpora_dir"] + "/") or dep == project["vars"]["glove_file"]
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -111,10 +116,9 @@ def test_repository_deps_exist(project, commands) -> None:
     one of the local research corpora, or the local GloVe file."""
     made = outputs_of(commands)
     assets = {a["dest"] for a in project["assets"]}
-    corpora_dir = project["vars"]["corpora_dir"]
     for name, cmd in commands.items():
         for dep in cmd["deps"]:
-            if dep in made or dep in assets or dep.startswith(corpora_dir + "/") or dep == project["vars"]["glove_file"]:
+            if dep in made or dep in assets or is_local_data(dep, project):
                 continue
             assert in_repo(dep), f"{name}: {dep} is outside the repository"
             assert (ROOT / dep).exists(), f"{name}: {dep} does not exist"
@@ -133,7 +137,7 @@ def test_workflow_makes_deps_before_use(workflow, project, commands) -> None:
         for dep in cmd["deps"]:
             if dep in made:
                 assert dep in available, f"{workflow}: {step} needs {dep}, made later by {made[dep]}"
-            elif not dep.startswith(project["vars"]["corpora_dir"] + "/") and dep != project["vars"]["glove_file"]:
+            elif not is_local_data(dep, project):
                 assert (ROOT / dep).exists(), f"{workflow}: {step} needs {dep}"
         available |= set(cmd.get("outputs", []))
 
