@@ -34,6 +34,7 @@ from .pytorch import (
     TransformerEncoder,
     VectorsTok2VecEncoder,
     linear_convolutions,
+    use_fast_dropout,
 )
 
 logger = logging.getLogger("spacy_encoder")
@@ -59,6 +60,7 @@ def build_transformer_tok2vec_v1(
     grad_scaler_config: Dict[str, Any] = {},
     torchscript: bool = False,
     feature_dropout: Union[float, List[float]] = 0.0,
+    fast_dropout: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Transformer tok2vec: hashed token features, then a stack of encoder layers,
     all in one torch module. Fits anywhere spaCy takes a tok2vec (inline, or in a
@@ -103,6 +105,12 @@ def build_transformer_tok2vec_v1(
         whole words more often than their affixes and shape). Default: 0 (off), so
         configs written before it keep their meaning; the configs in configs/ set 0.15
         (ner, textcat).
+    fast_dropout (bool): In training on the CPU, draw the dropout masks from 16-bit random
+        lanes instead of one float per element (`spacy_encoder.pytorch.FastDropout`):
+        the same rates, cheaper random numbers (`F.dropout`'s mask was the largest op of
+        the training step on our CPUs). Predictions and weights are unaffected; a given
+        seed trains to other weights, so it is off by default. No effect on GPU or at
+        inference. Default: false.
     """
     # locals() is exactly the arguments here, at the top of the builder.
     return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v1", vectors_width=0, vectors_dropout=0.0, **locals())
@@ -131,6 +139,7 @@ def build_transformer_tok2vec_v2(
     mixed_precision: bool = False,
     grad_scaler_config: Dict[str, Any] = {},
     torchscript: bool = False,
+    fast_dropout: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """`spacy-encoder.TransformerTok2Vec.v1` with static word vectors as an input, as
     spaCy's `MultiHashEmbed.v2` with `include_static_vectors = true`: each token's row of
@@ -177,6 +186,7 @@ def _build_tok2vec(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
+    fast_dropout: bool,
     **encoder_settings: Any,
 ) -> Model[List[Doc], List[Floats2d]]:
     """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
@@ -199,6 +209,7 @@ def _build_tok2vec(
         make_module = functools.partial(VectorsTok2VecEncoder, embed_config, encoder_config)
     else:
         make_module = functools.partial(Tok2VecEncoder, embed_config, encoder_config)
+    make_module = _with_dropout(make_module, fast_dropout, name)
     torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_tok2vec(
         torch_layer,
@@ -226,6 +237,7 @@ def build_transformer_encoder_v1(
     mixed_precision: bool = False,
     grad_scaler_config: Dict[str, Any] = {},
     torchscript: bool = False,
+    fast_dropout: bool = False,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The encoder stack alone, for the `encode` slot of `spacy.Tok2Vec.v2` after any
     spaCy embed layer (e.g. `spacy.MultiHashEmbed.v2` with the same width).
@@ -234,7 +246,8 @@ def build_transformer_encoder_v1(
     must equal the embed layer's width. The sizes (width, depth, n_heads, ff_width)
     are required; the defaults are those of configs/ner.cfg's encoder: positions
     "rotary", local_window 3, norm_first true, dropout 0.1, max_length 256,
-    window_stride 192, mixed_precision false, grad_scaler_config {}, torchscript false.
+    window_stride 192, mixed_precision false, grad_scaler_config {}, torchscript false,
+    fast_dropout false.
     """
     return _build_encoder("spacy-encoder.TransformerEncoder.v1", **locals())
 
@@ -255,6 +268,7 @@ def build_transformer_encoder_v2(
     mixed_precision: bool = False,
     grad_scaler_config: Dict[str, Any] = {},
     torchscript: bool = False,
+    fast_dropout: bool = False,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """`spacy-encoder.TransformerEncoder.v1` with a constant factor on its output, as
     `spacy-encoder.TransformerTok2Vec.v2` has, for the `encode` slot of `spacy.Tok2Vec.v2`.
@@ -279,12 +293,13 @@ def _build_encoder(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
+    fast_dropout: bool,
     **encoder_settings: Any,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The encoder of the `TransformerEncoder` builders, from their arguments."""
     with _config_errors(name):
         config = EncoderConfig(width=width, max_length=max_length, window_stride=window_stride, **encoder_settings)
-    make_module = functools.partial(TransformerEncoder, config)
+    make_module = _with_dropout(functools.partial(TransformerEncoder, config), fast_dropout, name)
     torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
 
@@ -395,6 +410,16 @@ def build_textcat_reduce_v1(
         nO=nO,
     )
     return model
+
+
+def _with_dropout(make_module: Callable[[], torch.nn.Module], fast_dropout: bool, name: str) -> Callable[[], torch.nn.Module]:
+    """`make_module`, with every `nn.Dropout` swapped for `FastDropout` if asked."""
+    if not isinstance(fast_dropout, bool):
+        with _config_errors(name):
+            raise EncoderConfigError("fast_dropout", fast_dropout, "Expected true or false.")
+    if not fast_dropout:
+        return make_module
+    return lambda: use_fast_dropout(make_module())
 
 
 def _wrap(

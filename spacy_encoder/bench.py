@@ -21,15 +21,18 @@ TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 
 # name -> (task, how the pipeline is built)
 # "optimize": `spacy-encoder script --optimize` modes (architectures.INFERENCE_MODES);
-# "vectors": the pipeline is given the static vectors folder of the run (--vectors).
+# "vectors": the pipeline is given the static vectors folder of the run (--vectors);
+# "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only).
 PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours": {"task": "ner", "config": "ours"},
+    "ner-ours-fast-dropout": {"task": "ner", "config": "ours", "fast_dropout": True},
     "ner-ours-torchscript": {"task": "ner", "config": "ours", "torchscript": True},
     "ner-ours-frozen": {"task": "ner", "config": "ours", "optimize": "freeze"},
     "ner-ours-int8": {"task": "ner", "config": "ours", "optimize": "int8"},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
     "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
     "ner-ours-vectors": {"task": "ner", "config": "ours", "vectors": True},
+    "ner-ours-vectors-fast-dropout": {"task": "ner", "config": "ours", "vectors": True, "fast_dropout": True},
     "ner-ours-vectors-int8": {"task": "ner", "config": "ours", "vectors": True, "optimize": "int8"},
     "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
@@ -81,6 +84,8 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
     if spec["config"] == "ours":
         config = load_config(REPO_CONFIGS / f"{task}{'_vectors' if with_vectors else ''}.cfg", interpolate=False)
         config["paths"]["vectors"] = vectors if with_vectors else None
+        if spec.get("fast_dropout"):
+            config["components"]["tok2vec"]["model"]["fast_dropout"] = True
         config = config.interpolate()
     else:
         config = init_config(lang="en", pipeline=[task], optimize=spec["config"], gpu=False)

@@ -4,6 +4,7 @@ import importlib.metadata
 import sys
 import subprocess
 
+import numpy
 import pytest
 import spacy
 import torch
@@ -80,6 +81,7 @@ def test_configs_build(config_name, variant):
         ("feature_dropout", [0.3, 0.1], "feature_dropout"),  # one rate per attribute
         ("feature_dropout", [0.3, 0.1, 1.0, 0.1], "feature_dropout"),
         ("embed_dropout", -0.1, "embed_dropout"),
+        ("fast_dropout", "sometimes", "fast_dropout"),
         ("width", "wide", "width"),  # wrong type: confection's own validation
     ],
 )
@@ -166,3 +168,34 @@ def test_textcat_reduce_equals_spacys_and_pools_empty_docs(exclusive):
     for name in without:
         torch.testing.assert_close(with_empty[name], without[name], atol=1e-6, rtol=1e-5)
     assert without["embed.table.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("config_name", ["ner", "ner_vectors"])
+def test_fast_dropout_is_opt_in_and_survives_initialize(config_name):
+    """fast_dropout = true swaps every nn.Dropout of the torch module for FastDropout,
+    also in the module that initialize draws afresh; the default leaves nn.Dropout (a
+    released version's random stream, and so its trained weights, never change)."""
+    from spacy.training import Example
+
+    from spacy_encoder.pytorch import FastDropout
+
+    def dropouts(nlp):
+        module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
+        return [type(m).__name__ for m in module.modules() if isinstance(m, (torch.nn.Dropout, FastDropout))]
+
+    for fast in (False, True):
+        config = load_config(REPO / "configs" / f"{config_name}.cfg", interpolate=True)
+        model = config["components"]["tok2vec"]["model"]
+        model.update(depth=1)  # width stays: the listener took it by interpolation
+        if fast:
+            model["fast_dropout"] = True
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+        for word in ("Ada", "London"):  # a table for the vectors config (ignored by the other)
+            nlp.vocab.set_vector(word, numpy.full(300, 0.5, dtype="f"))
+        doc = nlp.make_doc("Ada Lovelace lived in London .")
+        example = Example.from_dict(doc, {"entities": ["B-PER", "L-PER", "O", "O", "U-LOC", "O"]})
+        nlp.initialize(lambda: [example])
+        names = dropouts(nlp)
+        assert names and set(names) == ({"FastDropout"} if fast else {"Dropout"})
+        losses = nlp.update([example], losses={})
+        assert numpy.isfinite(losses["ner"])

@@ -213,7 +213,7 @@ def test_an_encoder_block_of_sizes_fills_to_the_ner_configs_encoder(generated_ne
     assert filled == {key: ner[key] for key in filled}
     assert set(filled) == {
         "width", "depth", "n_heads", "ff_width", "positions", "local_window", "norm_first", "dropout",
-        "max_length", "window_stride", "mixed_precision", "grad_scaler_config", "torchscript",
+        "max_length", "window_stride", "mixed_precision", "grad_scaler_config", "torchscript", "fast_dropout",
     }
 
 

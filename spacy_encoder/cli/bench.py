@@ -95,11 +95,11 @@ def bench_command(
         msg.divider("Training: nlp.update, ~1,000-word batches")
         ner_args = {"texts": train_ner, "n_steps": train_steps, "batch_words": 1000}
         results["training_ner"] = bench.interleaved(
-            "measure_training", ["ner-ours", "ner-cnn-efficiency", "ner-cnn-accuracy"], rounds, ner_args, log
+            "measure_training", ["ner-ours", "ner-ours-fast-dropout", "ner-cnn-efficiency", "ner-cnn-accuracy"], rounds, ner_args, log
         )
         if has_vectors:
             results["training_ner_vectors"] = bench.interleaved(
-                "measure_training", ["ner-ours-vectors", "ner-cnn-efficiency-vectors"], rounds,
+                "measure_training", ["ner-ours-vectors", "ner-ours-vectors-fast-dropout", "ner-cnn-efficiency-vectors"], rounds,
                 {**ner_args, "vectors": str(vectors)}, log,
             )
         if not skip_textcat:

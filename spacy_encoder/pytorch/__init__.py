@@ -1,6 +1,7 @@
 """Plain torch modules: no Thinc or spaCy imports, every module compiles with torch.jit.script."""
 from .attention import SelfAttention, keep_mask
 from .block import EncoderLayer, FeedForward, LinearLocalConvolution, LocalConvolution, linear_convolutions
+from .dropout import FastDropout, use_fast_dropout
 from .config import POSITION_KINDS, EmbedConfig, EncoderConfig, EncoderConfigError
 from .embeddings import HashEmbed, HashVectorEmbed
 from .encoder import TransformerEncoder, Tok2VecEncoder, VectorsTok2VecEncoder
@@ -13,6 +14,7 @@ __all__ = [
     "EncoderConfig",
     "EncoderConfigError",
     "EncoderLayer",
+    "FastDropout",
     "FeedForward",
     "HashEmbed",
     "HashVectorEmbed",
@@ -26,4 +28,5 @@ __all__ = [
     "doc_windows",
     "keep_mask",
     "linear_convolutions",
+    "use_fast_dropout",
 ]
