@@ -186,7 +186,6 @@ def _build_tok2vec(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
-    fast_dropout: bool,
     **encoder_settings: Any,
 ) -> Model[List[Doc], List[Floats2d]]:
     """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
@@ -209,7 +208,7 @@ def _build_tok2vec(
         make_module = functools.partial(VectorsTok2VecEncoder, embed_config, encoder_config)
     else:
         make_module = functools.partial(Tok2VecEncoder, embed_config, encoder_config)
-    make_module = _with_dropout(make_module, fast_dropout, name)
+    make_module = _with_dropout(make_module, encoder_config.fast_dropout)
     torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_tok2vec(
         torch_layer,
@@ -293,13 +292,12 @@ def _build_encoder(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
-    fast_dropout: bool,
     **encoder_settings: Any,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The encoder of the `TransformerEncoder` builders, from their arguments."""
     with _config_errors(name):
         config = EncoderConfig(width=width, max_length=max_length, window_stride=window_stride, **encoder_settings)
-    make_module = _with_dropout(functools.partial(TransformerEncoder, config), fast_dropout, name)
+    make_module = _with_dropout(functools.partial(TransformerEncoder, config), config.fast_dropout)
     torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
 
@@ -412,11 +410,9 @@ def build_textcat_reduce_v1(
     return model
 
 
-def _with_dropout(make_module: Callable[[], torch.nn.Module], fast_dropout: bool, name: str) -> Callable[[], torch.nn.Module]:
-    """`make_module`, with every `nn.Dropout` swapped for `FastDropout` if asked."""
-    if not isinstance(fast_dropout, bool):
-        with _config_errors(name):
-            raise EncoderConfigError("fast_dropout", fast_dropout, "Expected true or false.")
+def _with_dropout(make_module: Callable[[], torch.nn.Module], fast_dropout: bool) -> Callable[[], torch.nn.Module]:
+    """`make_module`, with every `nn.Dropout` swapped for `FastDropout` if asked
+    (`EncoderConfig.fast_dropout`, validated there)."""
     if not fast_dropout:
         return make_module
     return lambda: use_fast_dropout(make_module())

@@ -44,6 +44,9 @@ class EncoderConfig:
         small weights and learn at Adam's rate, so their early progress grows with the
         scale of their input; LayerNorm's output (mean |x| about 0.8) is smaller than
         spaCy's CNN tok2vec's (about 3.5). 1.0 leaves the output as it is.
+    fast_dropout: in training on the CPU, every dropout of the module (the embeddings'
+        included) draws its mask as `FastDropout` does instead of `nn.Dropout`
+        (`use_fast_dropout`, applied by the builders).
     """
 
     width: int = 128
@@ -57,6 +60,7 @@ class EncoderConfig:
     max_length: int = 256
     window_stride: int = 192
     output_scale: float = 1.0
+    fast_dropout: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,8 +97,9 @@ class EncoderConfig:
             fail("positions", self.positions, f"Expected one of {', '.join(POSITION_KINDS)}.")
         if self.local_window < 0 or (self.local_window > 0 and self.local_window % 2 == 0):
             fail("local_window", self.local_window, "Expected 0 (off) or an odd kernel size such as 3.")
-        if not isinstance(self.norm_first, bool):
-            fail("norm_first", self.norm_first, "Expected true or false.")
+        for name in ("norm_first", "fast_dropout"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, getattr(self, name), "Expected true or false.")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             fail("dropout", self.dropout, "Expected a float in [0, 1).")
         if (
