@@ -425,3 +425,64 @@ def test_case_vectors_command_saves_a_cased_copy_and_fails_in_one_line(tmp_path)
     spacy.blank("en").to_disk(tmp_path / "novectors")
     result = runner.invoke(app, ["case-vectors", str(tmp_path / "novectors"), str(tmp_path / "out")])
     assert result.exit_code == 1 and "has no keys" in result.output
+
+
+# --- Concatenated tables (GloVe-cased + en_core_web_md) ------------------------------
+
+
+def test_concat_tables_puts_each_keys_rows_side_by_side_with_zeros_for_missing():
+    from spacy_encoder.static_vectors import add_case_keys, concat_tables
+
+    a, b = spacy.blank("en"), spacy.blank("en")
+    add_vectors(a, ["berlin", "paris", "ORTH"], width=3, seed=1)  # "ORTH" is a symbol: a small id, not a hash
+    add_case_keys(a.vocab.vectors, a.vocab.strings)  # Berlin, BERLIN, Paris, PARIS share berlin's / paris's row
+    add_vectors(b, ["Berlin", "berlin", "Rome", "ORTH"], width=5, seed=2)
+    data, rows, words = concat_tables([(a.vocab.vectors, a.vocab.strings), (b.vocab.vectors, b.vocab.strings)])
+    assert data.shape[1] == 3 + 5 and len(words) == len(set(words)) == len(rows)
+    assert set(words) == {"berlin", "Berlin", "BERLIN", "paris", "Paris", "PARIS", "Rome", "ORTH"}
+    row = dict(zip(words, rows))
+
+    def expect(nlp, word, width):
+        return nlp.vocab.get_vector(word) if nlp.vocab.has_vector(word) else numpy.zeros(width, "float32")
+
+    for word in words:
+        numpy.testing.assert_array_equal(data[row[word]], numpy.concatenate([expect(a, word, 3), expect(b, word, 5)]), err_msg=word)
+    # keys that share a row in every table share one; Berlin and berlin differ in b, so they do not
+    assert row["paris"] == row["Paris"] == row["PARIS"] and row["BERLIN"] != row["Berlin"] != row["berlin"]
+    assert data.shape[0] == len(set(rows)) == 6  # berlin, Berlin, BERLIN, paris*, Rome, ORTH
+    assert not data[row["Rome"], :3].any() and not data[row["PARIS"], 3:].any()
+    # the same tables in the other order give the same table with the columns swapped
+    data2, rows2, words2 = concat_tables([(b.vocab.vectors, b.vocab.strings), (a.vocab.vectors, a.vocab.strings)])
+    assert words2 == words
+    numpy.testing.assert_array_equal(data2[rows2][:, :5], data[rows][:, 3:])
+    with pytest.raises(ValueError, match="at least two"):
+        concat_tables([(a.vocab.vectors, a.vocab.strings)])
+
+
+def test_concat_vectors_command_writes_a_pipeline_the_encoder_reads_and_fails_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    for name, words, seed in [("a", ["berlin", "geneva"], 1), ("b", ["Berlin", "rome"], 2)]:
+        nlp = spacy.blank("en")
+        add_vectors(nlp, words, seed=seed)
+        nlp.to_disk(tmp_path / name)
+    runner = CliRunner()
+    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    assert "4 keys on 4 rows of 16 (8 + 8) floats" in " ".join(result.output.split())
+    ab = spacy.load(tmp_path / "ab")
+    a, b = spacy.load(tmp_path / "a"), spacy.load(tmp_path / "b")
+    numpy.testing.assert_array_equal(ab.vocab.get_vector("Berlin"), numpy.concatenate([numpy.zeros(V, "f"), b.vocab.get_vector("Berlin")]))
+    numpy.testing.assert_array_equal(ab.vocab.get_vector("geneva"), numpy.concatenate([a.vocab.get_vector("geneva"), numpy.zeros(V, "f")]))
+    model = spacy.registry.resolve({"m": {"@architectures": "spacy-encoder.TransformerTok2Vec.v2", **{**SMALL, "vectors_width": 2 * V}}})["m"]
+    looked_up = static_vectors(model, [ab("Berlin rome Oslo")])
+    numpy.testing.assert_array_equal(looked_up[1], ab.vocab.get_vector("rome"))
+    assert looked_up.shape == (3, 2 * V) and not looked_up[2].any()
+    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "missing: no pipeline there" in " ".join(result.output.split())
+    spacy.blank("en").to_disk(tmp_path / "novectors")
+    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "novectors"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "novectors: the pipeline has no vectors" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists(), "nothing is written after a failure"

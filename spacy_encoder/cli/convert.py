@@ -200,3 +200,40 @@ def case_vectors(
         f"{output_dir}: {counts['keys']:,} keys + {counts['added']:,} cased forms, "
         f"{counts['rows']:,} rows (unchanged)"
     )
+
+
+@app.command("concat-vectors")
+def concat_vectors(
+    input_dirs: Annotated[list[Path], typer.Argument(metavar="INPUT_DIR...", help="Two or more pipelines with vectors (`spacy init vectors` output, en_core_web_md, a `case-vectors` copy).")],
+    output_dir: Annotated[Path, typer.Option("--output", "-o", help="Where to save the pipeline with the concatenated table.")],
+) -> None:
+    """Concatenate vector tables: each key's row is its rows in every input side by
+    side (zeros where an input lacks it), over the union of the keys; set the config's
+    vectors_width to the sum of the widths. The first input's language and settings
+    are kept."""
+    import spacy
+    from spacy.vectors import Vectors
+
+    from ..static_vectors import concat_tables
+
+    with _fail_cleanly():
+        pipelines = []
+        for input_dir in input_dirs:
+            if not (input_dir / "config.cfg").exists():
+                raise FileNotFoundError(f"{input_dir}: no pipeline there (no config.cfg); write one with `spacy init vectors`")
+            nlp = spacy.load(input_dir)
+            if not len(nlp.vocab.vectors.key2row):
+                raise ValueError(f"{input_dir}: the pipeline has no vectors")
+            pipelines.append(nlp)
+        try:
+            data, rows, words = concat_tables([(p.vocab.vectors, p.vocab.strings) for p in pipelines])
+        except ValueError as err:
+            raise ValueError(f"{' + '.join(map(str, input_dirs))}: {err}") from None
+        widths = " + ".join(str(p.vocab.vectors.shape[1]) for p in pipelines)
+        out = pipelines[0]
+        vectors = Vectors(strings=out.vocab.strings, data=data, name=f"{out.meta.get('name', 'vectors')}_concat")
+        for word, row in zip(words, rows):
+            vectors.add(out.vocab.strings.add(word), row=row)
+        out.vocab.vectors = vectors
+        out.to_disk(output_dir)
+    msg.good(f"{output_dir}: {len(words):,} keys on {data.shape[0]:,} rows of {data.shape[1]} ({widths}) floats")
