@@ -66,12 +66,12 @@ def concat_tables(tables: Sequence[Tuple[Vectors, StringStore]]) -> Tuple[numpy.
             raise ValueError(f"table {i + 1}: concatenating needs default-mode vectors, not {vectors.mode!r}")
         if not len(vectors.key2row):
             raise ValueError(f"table {i + 1}: the vectors table has no keys")
-    words: Dict[str, Tuple[int, ...]] = {}
+    words: Set[str] = set()
     for i, (vectors, strings) in enumerate(tables):
         for key in vectors.key2row:
             if key not in strings:
                 raise ValueError(f"table {i + 1}: key {key} has no string in the vocab, so it cannot be matched across tables")
-            words.setdefault(strings[key], ())
+            words.add(strings[key])
     combos: Dict[Tuple[int, ...], int] = {}
     key_rows: List[int] = []
     key_words = sorted(words)
@@ -81,7 +81,7 @@ def concat_tables(tables: Sequence[Tuple[Vectors, StringStore]]) -> Tuple[numpy.
     widths = [int(v.shape[1]) for v, _ in tables]
     data = numpy.zeros((len(combos), sum(widths)), dtype="float32")
     start = 0
-    for (vectors, _), width, column in zip(tables, widths, range(len(tables))):
+    for column, ((vectors, _), width) in enumerate(zip(tables, widths)):
         table = numpy.asarray(vectors.data)  # a cupy table would need .get(); tables load on the CPU
         rows = numpy.array([combo[column] for combo in combos], dtype="int64")
         present = rows >= 0
