@@ -11,7 +11,7 @@ import torch
 from confection import ConfigValidationError
 from spacy.util import load_config
 
-from .conftest import REPO
+from .conftest import REPO, dropout_kinds
 
 
 def our_entry_points():
@@ -177,12 +177,6 @@ def test_fast_dropout_is_opt_in_and_survives_initialize(config_name):
     released version's random stream, and so its trained weights, never change)."""
     from spacy.training import Example
 
-    from spacy_encoder.pytorch import FastDropout
-
-    def dropouts(nlp):
-        module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
-        return [type(m).__name__ for m in module.modules() if isinstance(m, (torch.nn.Dropout, FastDropout))]
-
     for fast in (False, True):
         config = load_config(REPO / "configs" / f"{config_name}.cfg", interpolate=True)
         model = config["components"]["tok2vec"]["model"]
@@ -195,7 +189,7 @@ def test_fast_dropout_is_opt_in_and_survives_initialize(config_name):
         doc = nlp.make_doc("Ada Lovelace lived in London .")
         example = Example.from_dict(doc, {"entities": ["B-PER", "L-PER", "O", "O", "U-LOC", "O"]})
         nlp.initialize(lambda: [example])
-        names = dropouts(nlp)
+        names = dropout_kinds(nlp)
         assert names and set(names) == ({"FastDropout"} if fast else {"Dropout"})
         losses = nlp.update([example], losses={})
         assert numpy.isfinite(losses["ner"])

@@ -3,6 +3,8 @@ never asserted in tests)."""
 from spacy_encoder import bench
 from spacy_encoder.cli.bench import _markdown
 
+from .conftest import dropout_kinds
+
 
 def test_column_texts_groups_sentences(tmp_path):
     path = tmp_path / "x.txt"
@@ -106,14 +108,5 @@ def test_markdown_sections_without_accuracy_column():
 def test_the_fast_dropout_rows_swap_the_masks_and_the_plain_rows_keep_torchs():
     """The configs train with torch's own dropout; the bench's "-fast-dropout" rows
     measure FastDropout beside them, so each row must build what its name says."""
-    import torch
-
-    from spacy_encoder.pytorch import FastDropout
-
-    def kinds(name):
-        nlp = bench.build_pipeline(name)
-        module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
-        return {type(m).__name__ for m in module.modules() if isinstance(m, (torch.nn.Dropout, FastDropout))}
-
-    assert kinds("ner-ours") == {"Dropout"}
-    assert kinds("ner-ours-fast-dropout") == {"FastDropout"}
+    assert set(dropout_kinds(bench.build_pipeline("ner-ours"))) == {"Dropout"}
+    assert set(dropout_kinds(bench.build_pipeline("ner-ours-fast-dropout"))) == {"FastDropout"}
