@@ -1,12 +1,11 @@
-"""Registered architectures (through entry points in pyproject.toml; no import needed).
+"""Registered architectures (through entry points in pyproject.toml; no import needed):
+the builders, and what they share (validation, the torch wrapper).
 
 A released `.vN` never changes behaviour; a change gets a new `.vN+1` beside it.
+TorchScript conversion of a built model is `deploy.script_encoder`.
 """
-import copy
 import functools
-import io
 import logging
-import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
@@ -16,16 +15,7 @@ from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
 
-from .layers import (
-    WeightsError,
-    error_summary,
-    pad_empty,
-    quiet_jit,
-    torch_layer,
-    transformer_encoder,
-    transformer_tok2vec,
-)
-from .pytorch.config import check_windows
+from .layers import pad_empty, transformer_encoder, transformer_tok2vec
 from .pytorch import (
     EmbedConfig,
     EncoderConfig,
@@ -33,9 +23,10 @@ from .pytorch import (
     Tok2VecEncoder,
     TransformerEncoder,
     VectorsTok2VecEncoder,
-    linear_convolutions,
     use_fast_dropout,
 )
+from .pytorch.config import check_windows
+from .shims import quiet_jit, torch_layer
 
 logger = logging.getLogger("spacy_encoder")
 
@@ -428,7 +419,6 @@ def _wrap(
 ) -> Model:
     """`module` (built by `make_module`, which `initialize` calls to draw new weights;
     None for a `Scripted*` placeholder) in our PyTorch wrapper."""
-    _name_damaged_files_in_spacy_load()
     on_gpu = isinstance(get_current_ops(), CupyOps)
     if mixed_precision and not on_gpu:
         logger.warning(
@@ -457,243 +447,11 @@ def _wrap(
             scripted=False,
             mixed_precision=mixed_precision,
             grad_scaler=grad_scaler,
-            deserialize_model=load_weights_safely,
             make_module=make_module,
             fresh=True,
         )
     wrapper.set_dim("nO", width)
     return wrapper
-
-
-# `script_encoder(optimize=...)`: what each inference-only mode does to the module.
-INFERENCE_MODES = {
-    "none": "TorchScript, trainable; equal to eager",
-    "freeze": "TorchScript frozen for inference (weights folded in as constants); equal to eager",
-    "int8": "frozen TorchScript with int8 dynamic quantization of every Linear layer and local convolution (CPU only)",
-}
-
-
-def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.ScriptModule:
-    """A TorchScript compilation of the eager `module` for inference: `optimize` is one
-    of INFERENCE_MODES. "freeze" and "int8" cannot be trained (the shim refuses)."""
-    if optimize not in INFERENCE_MODES:
-        raise ValueError(f"optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}")
-    if optimize == "int8":
-        if any(p.device.type != "cpu" for p in module.parameters()):
-            raise ValueError("optimize = 'int8' runs on CPU only (fbgemm); move the pipeline to CPU first")
-        with warnings.catch_warnings():
-            # torch 2.13 points eager-mode quantization users to torchao; it still works.
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=r".*(torchao|quantiz|migrat).*")
-            # A copy in eval mode: the eager module is left as it was. Its local
-            # convolutions become Linear layers first, so that they are quantized too.
-            module = linear_convolutions(copy.deepcopy(module).eval())
-            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    with quiet_jit():
-        scripted = torch.jit.script(module)
-        if optimize == "none":
-            return scripted
-        preserved = ["forward_with_weights"] if hasattr(scripted, "forward_with_weights") else []
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            return torch.jit.freeze(scripted.eval(), preserved_attrs=preserved)
-
-
-def script_encoder(model: Model, optimize: str = "none") -> Model:
-    """Swap the torch module inside one of our layers (or any model holding them, e.g.
-    a pipeline component's model) for its TorchScript compilation, weights included.
-    `optimize`: one of INFERENCE_MODES ("freeze" and "int8" give an inference-only
-    module). Returns the model, changed in place."""
-    for node in list(model.walk()):
-        if node.name in ("spacy-encoder.tok2vec", "spacy-encoder.encoder"):
-            wrapper = node.layers[0]
-            if wrapper.name == "pytorch_script":
-                if optimize != "none":
-                    raise ValueError(
-                        f"optimize = {optimize!r} needs the eager encoder; this one is already "
-                        "TorchScript (script the pipeline it was made from)"
-                    )
-                continue
-            shim = wrapper.shims[0]
-            module = inference_module(shim._model, optimize)
-            scripted = torch_layer(
-                module,
-                scripted=True,
-                mixed_precision=shim._mixed_precision,
-                grad_scaler=shim._grad_scaler,
-                make_module=shim._make_module,
-                fresh=shim._fresh,
-            )
-            scripted.set_dim("nO", wrapper.get_dim("nO"))
-            node.replace_node(wrapper, scripted)
-    return model
-
-
-def load_weights_safely(module: torch.nn.Module, state_bytes: bytes, device: "torch.device") -> torch.nn.Module:
-    """Load saved weights with `weights_only=True`: tensors and plain containers only,
-    never arbitrary pickled objects. Anything else fails with a clear error."""
-    try:
-        state = torch.load(io.BytesIO(state_bytes), map_location=device, weights_only=True)
-    except Exception as err:
-        raise WeightsError(
-            "spacy-encoder: the encoder weights could not be loaded as a plain state_dict "
-            f"({error_summary(err)}). The file is "
-            "corrupted or was not written by spacy-encoder; nothing in it was executed."
-        ) from None
-    try:
-        module.load_state_dict(state)
-    except Exception as err:
-        theirs, ours = shape_summary(state), shape_summary(module.state_dict())
-        detail = f"weights: {theirs}; config: {ours}" if theirs != ours else " ".join(str(err).split())[:400]
-        raise WeightsError(
-            "spacy-encoder: the saved encoder weights do not fit the architecture in the "
-            f"config ({detail}). Was config.cfg edited after saving, the pipeline saved by a "
-            "different spacy-encoder version, or init_tok2vec pretrained with other settings?"
-        ) from None
-    return module.to(device)
-
-
-def shape_summary(state: Any) -> str:
-    """The architecture settings that a state_dict's shapes show, in config terms."""
-    if not isinstance(state, dict):
-        return "not a state_dict"
-    shapes = {key: tuple(getattr(value, "shape", ())) for key, value in state.items()}
-    table = shapes.get("embed.table.weight")
-    hidden = shapes.get("encoder.layers.0.feed_forward.hidden.weight")
-    parts = []
-    if table:
-        parts += [f"width {table[1]}", f"hash rows {table[0]} in all"]
-    parts.append(f"depth {len({key.split('.')[2] for key in shapes if key.startswith('encoder.layers.')})}")
-    if hidden:
-        parts.append(f"ff_width {hidden[0]}")
-    vectors = next((shape for key, shape in shapes.items() if key.startswith("embed.") and "vectors" in key and len(shape) == 2), None)
-    parts.append(f"vectors_width {vectors[1] if vectors else 0}")
-    return ", ".join(parts)
-
-
-def _name_damaged_files_in_spacy_load() -> None:
-    """Make `spacy.load` of a pipeline with spacy-encoder layers fail with one line that
-    names the file when a component's `model` file is cut short, emptied or replaced by
-    another file (see `damaged_model_file`). Installed once, by the first spacy-encoder
-    layer built, which every such pipeline builds before its files are read.
-
-    Why a wrapper on spaCy's `Language.from_disk` (the one place that knows both the
-    file and the model): a component reads `<name>/model` itself and hands only its
-    bytes to its model's `from_bytes`, which thinc unpacks before any of our code runs
-    (the top node is often spaCy's: a parser, a chain); thinc's `Model` has `__slots__`
-    and spaCy's components are cdef classes, so neither takes a per-instance hook. The
-    wrapper does nothing on success, and on failure replaces only errors raised while a
-    component model of a pipeline with spacy-encoder layers read its bytes; any other
-    error, and every error of other pipelines, is re-raised unchanged.
-    """
-    import functools
-
-    from spacy.language import Language
-
-    original = Language.from_disk
-    if getattr(original, "_spacy_encoder_names_damaged_files", False):
-        return
-
-    @functools.wraps(original)
-    def from_disk(self: Language, path: Any, *args: Any, **kwargs: Any) -> Language:
-        try:
-            return original(self, path, *args, **kwargs)
-        except Exception as err:
-            damaged = damaged_model_file(self, path, err)
-            if damaged is None:
-                raise
-        # Raised outside the handler: no chained traceback, and the frames of the
-        # failed load (holding the file's bytes) are let go.
-        raise damaged
-
-    from_disk._spacy_encoder_names_damaged_files = True  # type: ignore[attr-defined]
-    Language.from_disk = from_disk  # type: ignore[method-assign]
-
-
-def damaged_model_file(nlp: Any, path: Any, err: BaseException) -> Optional[WeightsError]:
-    """The one-line error naming `<path>/<component>/model` when `err` was raised while
-    that component's model read the file and the pipeline has spacy-encoder layers;
-    None otherwise (the error is not about a model file, or not in our pipeline)."""
-    # From the config, not the models: a failed from_dict may have renamed their nodes.
-    if not _uses_spacy_encoder(nlp.config.get("components", {})):
-        return None
-    models = {id(proc.model): name for name, proc in nlp.components if isinstance(getattr(proc, "model", None), Model)}
-    import srsly
-    from pathlib import Path
-
-    # The component whose model was reading its bytes: thinc's Model.from_bytes (or
-    # from_dict) frame on the traceback, with that model as `self`. spaCy turns some
-    # such errors (AttributeError) into its E149, raised while handling them.
-    reading = (Model.from_bytes.__code__, Model.from_dict.__code__)
-    component = None
-    for error in _chain(err):
-        tb = error.__traceback__
-        while tb is not None and component is None:
-            if tb.tb_frame.f_code in reading and id(tb.tb_frame.f_locals.get("self")) in models:
-                component = models[id(tb.tb_frame.f_locals["self"])]
-            tb = tb.tb_next
-        if component is not None:
-            break
-    if component is None:
-        return None
-    file = Path(path) / component / "model"
-    if not file.is_file():
-        return None
-    expected = f"expected the weights of the pipeline's '{component}' component, as nlp.to_disk writes them"
-    data = file.read_bytes()
-    if not data:
-        return WeightsError(f"spacy-encoder: {file} is empty; {expected}. Copy the pipeline again from where it was saved.")
-    try:
-        msg = srsly.msgpack_loads(data)
-    except Exception as unpack_error:
-        if "incomplete input" in str(unpack_error):
-            return WeightsError(
-                f"spacy-encoder: {file} is cut short (its data stops after {len(data):,} bytes); "
-                f"{expected}. Copy the pipeline again from where it was saved."
-            )
-        msg = unpack_error
-    if not isinstance(msg, dict) or "nodes" not in msg:
-        try:
-            text = data.decode("utf8")
-        except UnicodeDecodeError:
-            text = ""
-        if text and all(c.isprintable() or c.isspace() for c in text):
-            content = "it holds text"
-        elif isinstance(msg, Exception):
-            content = "it is not in thinc's msgpack format"
-        else:
-            content = f"it holds a {type(msg).__name__}, not a model"
-        return WeightsError(
-            f"spacy-encoder: {file} is not a model file ({content}); {expected} (thinc msgpack). "
-            "Was it replaced by another file?"
-        )
-    ours = next((e for e in _chain(err) if isinstance(e, WeightsError)), None)
-    if ours is not None:
-        return WeightsError(f"spacy-encoder: {file}: {str(ours).removeprefix('spacy-encoder: ')}")
-    return WeightsError(
-        f"spacy-encoder: {file} holds the weights of another model ({error_summary(error)}); {expected}, "
-        "for the architecture in config.cfg. Was it copied from another component or pipeline, or "
-        "config.cfg edited after saving?"
-    )
-
-
-def _uses_spacy_encoder(section: Any) -> bool:
-    """Whether a config section names a spacy-encoder architecture anywhere inside."""
-    if isinstance(section, dict):
-        if str(section.get("@architectures", "")).startswith("spacy-encoder."):
-            return True
-        return any(_uses_spacy_encoder(value) for value in section.values())
-    return False
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    """`err` and the errors it was raised from or while handling."""
-    seen = set()
-    error: Optional[BaseException] = err
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
 
 
 @contextmanager

@@ -108,7 +108,7 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
         ]
     nlp.initialize(lambda: examples)
     if spec.get("torchscript") or spec.get("optimize"):
-        from .architectures import script_encoder
+        from .deploy import script_encoder
 
         script_encoder(nlp.get_pipe("tok2vec").model, optimize=spec.get("optimize", "none"))
     return nlp
@@ -256,7 +256,7 @@ def padding_waste(texts: Sequence[str], batcher: str) -> Dict[str, float]:
     import spacy
     from spacy.util import registry
 
-    from .layers import plan_windows
+    from .buckets import plan_windows
 
     nlp = spacy.blank("en")
     lengths = [len(nlp.make_doc(t)) for t in texts]

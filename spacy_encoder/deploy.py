@@ -1,23 +1,27 @@
-"""Deployment: pipelines whose encoder runs as TorchScript, and standalone exports.
+"""Deployment: the encoder as TorchScript (trainable, frozen or int8), pipelines whose
+encoder runs so, and standalone exports.
 
-`script_pipeline` rewrites a trained pipeline so that its encoder is a TorchScript
+`script_encoder` swaps the torch module inside a built model for its compilation
+(`inference_module`). `script_pipeline` rewrites a trained pipeline so that its encoder is a TorchScript
 graph saved in the pipeline's files and its config names the `Scripted*`
 architectures, which rebuild no Python module. `export_encoder` writes one encoder as
 a file that plain torch can run, with a JSON description of its inputs.
 """
+import copy
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
-import spacy
 import torch
-from spacy.language import Language
 from spacy.util import load_config
 from thinc.api import Model
 
 from . import __version__
-from .architectures import INFERENCE_MODES, quiet_jit, script_encoder
-from .pytorch import DocEncoder, VectorsDocEncoder
+from .nodes import TOK2VEC, encoder_nodes, encoder_shim, pipeline_encoders, torch_module, torch_wrapper
+from .pytorch import DocEncoder, VectorsDocEncoder, linear_convolutions
+from .shims import quiet_jit, torch_layer
+from .weights import load_pipeline
 
 SCRIPTED = {
     "spacy-encoder.TransformerTok2Vec.v1": (
@@ -38,22 +42,74 @@ SCRIPTED = {
         ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
 }
-ENCODER_NODES = ("spacy-encoder.tok2vec", "spacy-encoder.encoder")
 
 
 class DeployError(ValueError):
     """The pipeline cannot be scripted or exported as asked."""
 
 
-def encoder_nodes(nlp: Language) -> Iterator[Tuple[str, Model]]:
-    """(component name, model node) for each of our encoders in the pipeline."""
-    for name, component in nlp.components:
-        model = getattr(component, "model", None)
-        if not isinstance(model, Model):
+# `script_encoder(optimize=...)`: what each inference-only mode does to the module.
+INFERENCE_MODES = {
+    "none": "TorchScript, trainable; equal to eager",
+    "freeze": "TorchScript frozen for inference (weights folded in as constants); equal to eager",
+    "int8": "frozen TorchScript with int8 dynamic quantization of every Linear layer and local convolution (CPU only)",
+}
+
+
+def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.ScriptModule:
+    """A TorchScript compilation of the eager `module` for inference: `optimize` is one
+    of INFERENCE_MODES. "freeze" and "int8" cannot be trained (the shim refuses)."""
+    if optimize not in INFERENCE_MODES:
+        raise ValueError(f"optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}")
+    if optimize == "int8":
+        if any(p.device.type != "cpu" for p in module.parameters()):
+            raise ValueError("optimize = 'int8' runs on CPU only (fbgemm); move the pipeline to CPU first")
+        with warnings.catch_warnings():
+            # torch 2.13 points eager-mode quantization users to torchao; it still works.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*(torchao|quantiz|migrat).*")
+            # A copy in eval mode: the eager module is left as it was. Its local
+            # convolutions become Linear layers first, so that they are quantized too.
+            module = linear_convolutions(copy.deepcopy(module).eval())
+            module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    with quiet_jit():
+        scripted = torch.jit.script(module)
+        if optimize == "none":
+            return scripted
+        preserved = ["forward_with_weights"] if hasattr(scripted, "forward_with_weights") else []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            return torch.jit.freeze(scripted.eval(), preserved_attrs=preserved)
+
+
+def script_encoder(model: Model, optimize: str = "none") -> Model:
+    """Swap the torch module inside one of our layers (or any model holding them, e.g.
+    a pipeline component's model) for its TorchScript compilation, weights included.
+    `optimize`: one of INFERENCE_MODES ("freeze" and "int8" give an inference-only
+    module). Returns the model, changed in place."""
+    for node in list(encoder_nodes(model)):
+        wrapper = torch_wrapper(node)
+        if wrapper.name == "pytorch_script":
+            if optimize != "none":
+                raise ValueError(
+                    f"optimize = {optimize!r} needs the eager encoder; this one is already "
+                    "TorchScript (script the pipeline it was made from)"
+                )
             continue
-        for node in model.walk():
-            if node.name in ENCODER_NODES:
-                yield name, node
+        shim = encoder_shim(node)
+        scripted = torch_layer(
+            inference_module(shim._model, optimize),
+            scripted=True,
+            mixed_precision=shim._mixed_precision,
+            grad_scaler=shim._grad_scaler,
+            make_module=shim._make_module,
+            fresh=shim._fresh,
+        )
+        scripted.set_dim("nO", wrapper.get_dim("nO"))
+        node.replace_node(wrapper, scripted)
+    return model
+
+
 
 
 def _scripted_config(section: Any) -> Tuple[Any, int]:
@@ -78,8 +134,8 @@ def script_pipeline(model_path: Path, output_path: Path, optimize: str = "none")
     Returns the names of the components whose encoder was scripted."""
     if optimize not in INFERENCE_MODES:
         raise DeployError(f"--optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}.")
-    nlp = spacy.load(model_path)
-    scripted = sorted({name for name, _ in encoder_nodes(nlp)})
+    nlp = load_pipeline(model_path)
+    scripted = sorted({name for name, _ in pipeline_encoders(nlp)})
     if not scripted:
         raise DeployError(f"{model_path}: no spacy-encoder architecture in this pipeline.")
     for name, component in nlp.components:
@@ -108,16 +164,17 @@ def description_path(output: Path) -> Path:
 def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) -> Dict[str, Any]:
     """Write the encoder of `component` to `output` (TorchScript or torch.export) and
     its description to `<output>.json`. Returns the description."""
-    nlp = spacy.load(model_path)
-    nodes = [node for name, node in encoder_nodes(nlp) if name == component and node.name == "spacy-encoder.tok2vec"]
+    nlp = load_pipeline(model_path)
+    tok2vecs = list(pipeline_encoders(nlp, (TOK2VEC,)))
+    nodes = [node for name, node in tok2vecs if name == component]
     if not nodes:
-        found = sorted({name for name, node in encoder_nodes(nlp) if node.name == "spacy-encoder.tok2vec"})
+        found = sorted({name for name, _ in tok2vecs})
         raise DeployError(
             f"{model_path}: component '{component}' has no spacy-encoder tok2vec; "
             f"components with one: {', '.join(found) or 'none'}."
         )
     node = nodes[0]
-    module = node.layers[0].shims[0]._model.eval()
+    module = torch_module(node).eval()
     attrs = node.attrs
     vectors_width = attrs.get("vectors_width", 0)
     description: Dict[str, Any] = {

@@ -22,9 +22,12 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from .layers import doc_windows, extract_features, inference_only, static_vectors
+from . import nodes
+from .layers import extract_features, static_vectors
+from .pytorch.windows import doc_windows
+from .shims import inference_only
 
-TOK2VEC_NODE = "spacy-encoder.tok2vec"
+TOK2VEC_NODE = nodes.TOK2VEC
 VIZ_HINT = "pip install spacy-encoder[viz]"
 LOG_FILE_NAME = "log.jsonl"
 
@@ -45,19 +48,9 @@ class MissingExtraError(ImportError):
 def find_tok2vec(nlp: Language, component: Optional[str] = None) -> Tuple[str, Model]:
     """The first (or `component`'s) model node named "spacy-encoder.tok2vec" in the
     pipeline. Returns (component name, node)."""
-    found = []
-    for name, proc in nlp.pipeline:
-        if component is not None and name != component:
-            continue
-        model = getattr(proc, "model", None)
-        if not isinstance(model, Model):
-            continue
-        for node in model.walk():
-            if node.name == TOK2VEC_NODE:
-                found.append((name, node))
-                break
-    if found:
-        return found[0]
+    for name, node in nodes.pipeline_encoders(nlp, (TOK2VEC_NODE,)):
+        if name in nlp.pipe_names and (component is None or name == component):
+            return name, node
     if component is not None and component not in nlp.pipe_names:
         raise InspectError(f"No component '{component}' in the pipeline ({', '.join(nlp.pipe_names) or 'empty'}).")
     where = f"component '{component}'" if component else f"the pipeline ({', '.join(nlp.pipe_names) or 'empty'})"
@@ -69,7 +62,7 @@ def find_tok2vec(nlp: Language, component: Optional[str] = None) -> Tuple[str, M
 
 def torch_module(node: Model) -> torch.nn.Module:
     """The `Tok2VecEncoder` (eager or TorchScript) inside a tok2vec node."""
-    module = node.layers[0].shims[0]._model
+    module = nodes.torch_module(node)
     if inference_only(module):
         raise InspectError(
             "This encoder was optimized for inference (spacy-encoder script --optimize freeze|int8): "
@@ -143,7 +136,7 @@ def _run_window(
     """`forward_with_weights` on one window of (n, F) ids (and (n, V) static vectors,
     for encoders that take them), as a batch of one.
     Returns the states (n, D) and each layer's weights (H, n, n), float32 numpy."""
-    shim = node.layers[0].shims[0]
+    shim = nodes.encoder_shim(node)
     module = torch_module(node)
     device = shim.device
     ids_t = torch.from_numpy(numpy.ascontiguousarray(ids)).unsqueeze(0).to(device)  # (1, n, F)

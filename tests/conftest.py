@@ -38,10 +38,10 @@ def shared_corpus(*parts: str) -> Path:
 def dropout_kinds(nlp) -> list:
     """The class name of every dropout module (nn.Dropout or FastDropout) in the torch
     module of `nlp`'s tok2vec, in module order."""
-    from spacy_encoder.inspect import torch_module
+    from spacy_encoder.nodes import encoder_nodes, torch_module
     from spacy_encoder.pytorch import FastDropout
 
-    module = torch_module(nlp.get_pipe("tok2vec").model)
+    module = torch_module(next(encoder_nodes(nlp.get_pipe("tok2vec").model)))
     return [type(m).__name__ for m in module.modules() if isinstance(m, (torch.nn.Dropout, FastDropout))]
 
 

@@ -11,6 +11,8 @@ import torch
 from confection import ConfigValidationError
 from spacy.util import load_config
 
+from spacy_encoder.nodes import torch_module
+
 from .conftest import REPO, dropout_kinds
 
 
@@ -157,7 +159,7 @@ def test_textcat_reduce_equals_spacys_and_pools_empty_docs(exclusive):
     # Training through an empty doc: the encoder's gradients are those of the docs with
     # tokens alone (the empty doc's pooled vector is a constant).
     def encoder_grads(batch):
-        torch_model = tok2vec.layers[0].shims[0]._model
+        torch_model = torch_module(tok2vec)
         torch_model.zero_grad()
         Y, backprop = ours.begin_update(batch)
         backprop(ours.ops.alloc2f(*Y.shape) + 1.0)

@@ -33,7 +33,7 @@ from spacy.util import fix_random_seed
 from thinc.api import Config
 
 from spacy_encoder import deploy
-from spacy_encoder.architectures import script_encoder
+from spacy_encoder.deploy import script_encoder
 from spacy_encoder.deploy import script_pipeline
 
 VARIANTS = ["tok2vec", "encode", "tok2vec-torchscript", "encode-torchscript"]
@@ -468,7 +468,7 @@ def test_pickled_pipeline_predicts_the_same(listener):
 
 def test_bytes_and_files_are_stable_across_round_trips(listener, tmp_path):
     """save -> load -> save writes the same bytes, also for TorchScript encoders (whose
-    debug records changed after one load, see `layers.as_loaded`)."""
+    debug records changed after one load, see `shims.as_loaded`)."""
     nlp, _, path = listener
     data = nlp.to_bytes()
     copy = spacy.util.load_model_from_config(nlp.config, auto_fill=True).from_bytes(data)

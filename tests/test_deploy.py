@@ -18,6 +18,7 @@ from spacy.training import Example
 
 from spacy_encoder.bench import column_texts
 from spacy_encoder.deploy import description_path, export_encoder, script_pipeline
+from spacy_encoder.nodes import torch_module
 from spacy_encoder.pytorch import Tok2VecEncoder
 
 from .conftest import REPO, shared_corpus
@@ -65,7 +66,7 @@ def test_script_pipeline_equals_eager(trained, tmp_path, source, monkeypatch):
 
     monkeypatch.setattr(Tok2VecEncoder, "__init__", no_python_module)
     scripted = spacy.load(tmp_path / "scripted")
-    assert isinstance(scripted.get_pipe("tok2vec").model.layers[0].shims[0]._model, torch.jit.ScriptModule)
+    assert isinstance(torch_module(scripted.get_pipe("tok2vec").model), torch.jit.ScriptModule)
     tensors, ents = outputs(scripted, texts)
     for a, b in zip(tensors, eager_tensors):
         numpy.testing.assert_allclose(a, b, atol=1e-4)
@@ -225,7 +226,7 @@ def test_optimized_pipeline_predicts_like_eager_and_round_trips(trained, tmp_pat
     script_pipeline(trained, tmp_path / optimize, optimize=optimize)
     nlp = spacy.load(tmp_path / optimize)
     assert nlp.meta["spacy_encoder"]["inference"] == optimize
-    module = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
+    module = torch_module(nlp.get_pipe("tok2vec").model)
     assert next(iter(module.parameters()), None) is None, "an optimized module holds no trainable weights"
     tensors, ents = outputs(nlp, texts)
     if atol is not None:  # freezing folds the weights in as constants: the same maths

@@ -16,7 +16,7 @@ import torch
 from spacy.training import Example
 from thinc.api import CupyOps, get_current_ops, require_cpu, require_gpu, set_gpu_allocator
 
-from spacy_encoder.architectures import script_encoder
+from spacy_encoder.deploy import script_encoder
 
 from .test_training import NER_DATA, TEXTCAT_DATA, examples, nlp_from_config
 

@@ -26,8 +26,9 @@ Training and saved models (here):
  29. a model directory missing its weights file: clear error
  30. weights replaced by a malicious pickle: refused, nothing runs (tests/test_deploy.py)
  32. a weights file (tok2vec/model, ner/model) cut short, emptied, or replaced by another
-     file, in an eager and a scripted pipeline: spacy.load fails with one line naming the
-     file and what was expected
+     file, in an eager and a scripted pipeline: `spacy_encoder.load_pipeline` (what the CLI
+     loads with) fails with one line naming the file and what was expected; plain
+     spacy.load fails with spaCy's or our encoder's error, spaCy's classes unchanged
  33. `spacy-encoder raw-text` on a corrupt DocBin (cut short, emptied, another file): one
      line naming the file, exit code 1
 Concurrency (here):
@@ -52,6 +53,7 @@ from typer.testing import CliRunner
 
 from spacy_encoder.cli import app
 from spacy_encoder.deploy import script_pipeline
+from spacy_encoder.weights import load_pipeline
 
 from .conftest import REPO
 from .test_training import NER_DATA, TEXTCAT_DATA, nlp_from_config, train
@@ -239,7 +241,7 @@ def load_damaged(source, tmp_path, component, damage):
     file = path / component / "model"
     DAMAGE[damage][0](file, path)
     with pytest.raises(ValueError) as err:
-        spacy.load(path)
+        load_pipeline(path)
     return file, err.value
 
 
@@ -279,9 +281,39 @@ def test_truncated_scripted_graph_fails_naming_the_file(saved_pipelines, tmp_pat
             node_shims[i] = srsly.msgpack_dumps(shim)
     file.write_bytes(srsly.msgpack_dumps(msg))
     with pytest.raises(ValueError, match="the TorchScript encoder could not be loaded") as err:
-        spacy.load(path)
+        load_pipeline(path)
     assert str(file) in str(err.value) and "corrupted" in str(err.value)
     assert "\n" not in str(err.value)
+    # Plain spacy.load: our deserializer's one line, without the path spaCy does not pass on.
+    with pytest.raises(ValueError, match="the TorchScript encoder could not be loaded") as err:
+        spacy.load(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_plain_spacy_load_of_a_damaged_file_still_fails(saved_pipelines, tmp_path, damage):
+    # No wrapper of spaCy's classes: spacy.load raises its own (or thinc's, or our
+    # encoder's) error, and a second load of the same files through load_pipeline
+    # names the file.
+    from spacy.language import Language
+
+    path = tmp_path / "pipeline"
+    shutil.copytree(saved_pipelines["eager"], path)
+    DAMAGE[damage][0](path / "tok2vec" / "model", path)
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        spacy.load(path)
+    assert Language.from_disk.__qualname__ == "Language.from_disk"
+    assert Language.from_disk.__module__ == "spacy.language"
+
+
+def test_load_pipeline_leaves_other_errors_alone(saved_pipelines, tmp_path):
+    path = tmp_path / "pipeline"
+    shutil.copytree(saved_pipelines["eager"], path)
+    (path / "tok2vec" / "model").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_pipeline(path)
+    with pytest.raises(OSError):
+        load_pipeline(tmp_path / "no-such-pipeline")
 
 
 @pytest.mark.parametrize(

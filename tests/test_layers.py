@@ -7,8 +7,10 @@ import spacy
 import torch
 from thinc.api import Model
 
-from spacy_encoder import layers
-from spacy_encoder.architectures import build_transformer_encoder_v1, build_transformer_tok2vec_v1, script_encoder
+from spacy_encoder import buckets
+from spacy_encoder.architectures import build_transformer_encoder_v1, build_transformer_tok2vec_v1
+from spacy_encoder.deploy import script_encoder
+from spacy_encoder.pytorch.windows import doc_windows
 
 ENCODER_ARGS = dict(
     width=32,
@@ -52,7 +54,7 @@ def tok2vec(**overrides) -> Model:
 
 @pytest.mark.parametrize("n_tokens", [1, 15, 16, 17, 40, 101])
 def test_doc_windows_partition_the_doc(n_tokens):
-    windows = layers.doc_windows(n_tokens, 16, 12)
+    windows = doc_windows(n_tokens, 16, 12)
     owned = [t for _, _, s, e in windows for t in range(s, e)]
     assert owned == list(range(n_tokens))
     for start, length, own_start, own_end in windows:
@@ -61,7 +63,7 @@ def test_doc_windows_partition_the_doc(n_tokens):
 
 def test_plan_gathers_every_token_once_and_pads_little():
     lengths = [0, 3, 40, 7, 16, 1, 0]
-    plan = layers.plan_windows(lengths, 16, 12)
+    plan = buckets.plan_windows(lengths, 16, 12)
     assert sorted(plan.source[plan.gather].tolist()) == list(range(sum(lengths)))
     assert numpy.array_equal(plan.source[plan.gather], numpy.arange(sum(lengths)))
     assert plan.lengths.tolist() == sorted(plan.lengths.tolist(), reverse=True)
@@ -101,7 +103,7 @@ def test_tok2vec_long_doc_is_windowed_not_truncated(nlp):
     Y = model.predict([doc])[0]
     assert Y.shape == (len(doc), 32) and numpy.isfinite(Y).all()
     # Every window's tokens equal the encoder run on that window alone.
-    for start, length, own_start, own_end in layers.doc_windows(len(doc), 16, 12):
+    for start, length, own_start, own_end in doc_windows(len(doc), 16, 12):
         window = model.predict([doc[start : start + length].as_doc()])[0]
         numpy.testing.assert_allclose(Y[own_start:own_end], window[own_start - start : own_end - start], atol=1e-5)
 
@@ -220,7 +222,7 @@ def test_encoder_input_gradient_matches_torch_autograd():
     torch_model = model.layers[0].shims[0]._model
     Xt = torch.tensor(X[0], requires_grad=True)
     out = torch.zeros(30, 32)
-    for start, length, own_start, own_end in layers.doc_windows(30, 16, 12):
+    for start, length, own_start, own_end in doc_windows(30, 16, 12):
         y = torch_model(Xt[start : start + length].unsqueeze(0), torch.tensor([length]))[0]
         out = out.index_add(0, torch.arange(own_start, own_end), y[own_start - start : own_end - start])
     numpy.testing.assert_allclose(Y[0], out.detach().numpy(), atol=1e-5)

@@ -7,7 +7,7 @@ import srsly
 from spacy.training import Example
 from spacy.util import load_config
 
-from spacy_encoder.architectures import script_encoder
+from spacy_encoder.deploy import script_encoder
 
 from .conftest import REPO
 

@@ -16,6 +16,7 @@ from spacy.training import Example
 from spacy.util import load_config
 
 from spacy_encoder.deploy import export_encoder, script_pipeline
+from spacy_encoder.nodes import TOK2VEC, encoder_nodes
 from spacy_encoder.layers import static_vectors
 
 from .conftest import REPO
@@ -76,7 +77,7 @@ def trained(tmp_path_factory):
 
 
 def tok2vec_node(nlp):
-    return next(n for n in nlp.get_pipe("tok2vec").model.walk() if n.name == "spacy-encoder.tok2vec")
+    return next(encoder_nodes(nlp.get_pipe("tok2vec").model, (TOK2VEC,)))
 
 
 def test_lookup_is_spacys_key_to_row_with_zeros_for_missing_words():

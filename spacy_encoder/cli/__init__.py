@@ -21,12 +21,13 @@ class LazyModule:
 
 def load_pipeline(model: Any) -> Any:
     """`spacy.load(model)`, or one line naming MODEL and exit 1 when it does not load
-    (missing, or damaged: the weights errors are ValueErrors)."""
-    import spacy
+    (missing, or damaged: `weights.load_pipeline` names a damaged file)."""
     from wasabi import msg
 
+    from ..weights import load_pipeline as load
+
     try:
-        return spacy.load(model)
+        return load(model)
     except (OSError, ValueError) as err:
         msg.fail(f"Cannot load '{model}' (a pipeline directory or an installed package): {' '.join(str(err).split())}")
         raise typer.Exit(1) from None

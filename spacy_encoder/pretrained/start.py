@@ -27,7 +27,8 @@ import torch
 from spacy.language import Language
 from thinc.api import Model
 
-from ..architectures import shape_summary
+from ..nodes import TOK2VEC, encoder_nodes, torch_module
+from ..weights import shape_summary
 from . import PretrainedError, weights_path
 
 logger = logging.getLogger("spacy_encoder")
@@ -96,12 +97,12 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     `model`, in place. Where `model` has static vectors and the weights do not, the
     vector projection keeps its initial values and the mixer's vector columns start at
     zero."""
-    nodes = [node for node in model.walk() if node.name == "spacy-encoder.tok2vec"]
+    nodes = list(encoder_nodes(model, (TOK2VEC,)))
     if len(nodes) != 1:
         raise PretrainedError(
             f"spacy-encoder: expected one spacy-encoder tok2vec in {model.name!r}, found {len(nodes)}"
         )
-    module = nodes[0].layers[0].shims[0]._model
+    module = torch_module(nodes[0])
     ours = module.state_dict()
     state = read_pretrained_state(source)
     theirs = shape_summary(state)  # before the vector columns are added

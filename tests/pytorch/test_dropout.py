@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from spacy_encoder.architectures import quiet_jit
+from spacy_encoder.shims import quiet_jit
 from spacy_encoder.pytorch import EmbedConfig, EncoderConfig, FastDropout, Tok2VecEncoder, use_fast_dropout
 
 

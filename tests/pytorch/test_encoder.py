@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from spacy_encoder.architectures import quiet_jit
+from spacy_encoder.shims import quiet_jit
 from spacy_encoder.pytorch import (
     POSITION_KINDS,
     EmbedConfig,
@@ -200,7 +200,7 @@ def test_linear_convolutions_compute_the_convolutions(local_window):
 
 
 def test_int8_quantizes_the_convolutions_and_leaves_the_eager_module_alone():
-    from spacy_encoder.architectures import inference_module
+    from spacy_encoder.deploy import inference_module
     from spacy_encoder.pytorch import LocalConvolution
 
     model = _trained_like(small_tok2vec(local_window=3))

@@ -1,0 +1,59 @@
+"""Our layers inside a spaCy model: the node names, written once, and the one way to
+reach a node's torch wrapper, shim and module.
+
+    component.model  (spaCy's, or ours)
+      ... node "spacy-encoder.tok2vec" | "spacy-encoder.encoder"   (`layers`)
+            .layers[0]   the torch wrapper, "pytorch" | "pytorch_script"   (`shims.torch_layer`)
+              .shims[0]  EncoderShim | ScriptedEncoderShim
+                ._model  the torch module (eager, TorchScript, frozen or int8)
+
+Nothing else in the package indexes into a node's layers or shims. No torch import:
+this module only walks thinc models.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Tuple
+
+from thinc.api import Model
+
+TOK2VEC = "spacy-encoder.tok2vec"
+ENCODER = "spacy-encoder.encoder"
+NAMES = (TOK2VEC, ENCODER)
+
+
+def encoder_nodes(model: Model, names: Tuple[str, ...] = NAMES) -> Iterator[Model]:
+    """Each of our encoder nodes inside `model` (itself included), in walk order."""
+    for node in model.walk():
+        if node.name in names:
+            yield node
+
+
+def pipeline_encoders(nlp: Any, names: Tuple[str, ...] = NAMES) -> Iterator[Tuple[str, Model]]:
+    """(component name, node) for each of our encoder nodes in a pipeline's components."""
+    for name, component in nlp.components:
+        model = getattr(component, "model", None)
+        if isinstance(model, Model):
+            for node in encoder_nodes(model, names):
+                yield name, node
+
+
+def torch_wrapper(node: Model) -> Model:
+    """The thinc layer that wraps the torch module of one of our encoder nodes."""
+    return node.layers[0]
+
+
+def wrapper_shim(wrapper: Model) -> Any:
+    """The shim (`shims.EncoderShim` or `ScriptedEncoderShim`) of a torch wrapper."""
+    return wrapper.shims[0]
+
+
+def encoder_shim(node: Model) -> Any:
+    """The shim of an encoder node's torch wrapper."""
+    return wrapper_shim(torch_wrapper(node))
+
+
+def torch_module(node: Model) -> Any:
+    """The torch module of an encoder node: eager, TorchScript, or optimized for
+    inference (see `shims.inference_only`); None for a scripted placeholder that no
+    saved graph has filled yet."""
+    return encoder_shim(node)._model
