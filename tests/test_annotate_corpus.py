@@ -25,7 +25,7 @@ import spacy
 from spacy.training import Example
 from typer.testing import CliRunner
 
-from spacy_encoder import annotate_corpus as ac
+from spacy_encoder import annotate as ac
 from spacy_encoder.cli import app
 
 from .test_training import NER_DATA, nlp_from_config

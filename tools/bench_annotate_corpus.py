@@ -41,7 +41,7 @@ def time_pipe(model: str, path: Path, n_process: int, batch_size: int) -> tuple[
     import spacy
     import torch
 
-    from spacy_encoder.annotate_corpus import iter_records, input_files
+    from spacy_encoder.annotate import iter_records, input_files
 
     torch.set_num_threads(1)
     nlp = spacy.load(model)
@@ -61,7 +61,7 @@ def main(
     batch_size: int = typer.Option(64, "--batch-size", help="nlp.pipe batch size."),
 ) -> None:
     """Print docs/s of nlp.pipe and the Ray engine on one synthetic corpus."""
-    from spacy_encoder.annotate_corpus import annotate_corpus
+    from spacy_encoder.annotate import annotate_corpus
 
     print(f"load average before: {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
     rows = {}

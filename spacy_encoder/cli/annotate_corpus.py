@@ -1,7 +1,7 @@
 """`annotate-corpus`: run a pipeline over a corpus of JSONL or Parquet records, here
 (`--engine local`, `nlp.pipe`) or on a Ray cluster (`--engine ray`).
 
-A thin layer over `spacy_encoder.annotate_corpus`, where both engines live; Ray is
+A thin layer over `spacy_encoder.annotate`, where both engines live; Ray is
 imported only there, and only by the Ray engine.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from wasabi import msg
 
 from . import LazyModule, app
 
-corpus = LazyModule("spacy_encoder.annotate_corpus")
+corpus = LazyModule("spacy_encoder.annotate")
 
 
 class Engine(str, Enum):
