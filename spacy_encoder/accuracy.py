@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from thinc.api import Config
 
+from .training_log import LOG_FILE_NAME, THROUGHPUT_LOGGER, read_training_log
+
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
 
 
@@ -167,7 +169,7 @@ def write_run_config(run: Run, corpus_dir: Path, configs_dir: Path, run_dir: Pat
         inner["output_file"] = None  # the throughput log replaces it
     config["training"]["logger"] = {
         "@loggers": "spacy-encoder.ThroughputLogger.v1",
-        "path": str((run_dir / "log.jsonl").resolve()),
+        "path": str((run_dir / LOG_FILE_NAME).resolve()),
         "logger": inner,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +181,6 @@ def write_run_config(run: Run, corpus_dir: Path, configs_dir: Path, run_dir: Pat
 def train_command(config_path: Path, output: Path, gpu_id: int) -> List[str]:
     """The command as recorded (`python` is the interpreter running the benchmark)."""
     return ["python", "-m", "spacy", "train", str(config_path), "--output", str(output), "--gpu-id", str(gpu_id)]
-
-
-def read_log(path: Path) -> List[Dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
 
 
 def evaluate_pipeline(model_dir: Path, task: Task, corpus_dir: Path, gpu_id: int = -1) -> Dict[str, Any]:
@@ -281,7 +277,7 @@ def run_one(
     with (run_dir / "train.log").open("w", encoding="utf8") as train_log:
         completed = subprocess.run([sys.executable] + command[1:], stdout=train_log, stderr=subprocess.STDOUT)
     wall = time.monotonic() - start
-    records = read_log(run_dir / "log.jsonl")
+    records = read_training_log(run_dir / LOG_FILE_NAME, logger=THROUGHPUT_LOGGER, missing_ok=True)
     result: Dict[str, Any] = {
         "run": run.name,
         "task": run.task.name,

@@ -3,6 +3,7 @@ and `spacy-encoder tune-threshold`."""
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy
@@ -13,6 +14,8 @@ from spacy.training import Example
 from thinc.api import Config
 
 from spacy_encoder import accuracy
+from spacy_encoder.training_log import TrainingLogError
+from spacy_encoder.training_log import THROUGHPUT_LOGGER, read_training_log
 from spacy_encoder.loggers import create_throughput_logger_v1
 
 from .conftest import REPO
@@ -102,6 +105,24 @@ def test_throughput_logger_writes_words_and_seconds(tmp_path: Path) -> None:
     (record,) = [json.loads(line) for line in (tmp_path / "sub" / "log.jsonl").read_text().splitlines()]
     assert record["step"] == 200 and record["words"] == 5000 and record["scores"] == {"ents_f": 0.5}
     assert 0.0 <= record["seconds"] < 60
+
+
+def test_throughput_log_reads_as_the_benchmark_needs(tmp_path: Path) -> None:
+    """The benchmark reads its log with the one training-log reader: a run that failed
+    before its first evaluation has no records, not an error; records need no losses."""
+    read = partial(read_training_log, logger=THROUGHPUT_LOGGER, missing_ok=True)
+    log = tmp_path / "log.jsonl"
+    assert read(log) == [] and read(tmp_path) == []
+    log.write_text("", encoding="utf8")
+    assert read(log) == []
+    record = {"epoch": 0, "step": 5, "words": 90, "seconds": 1.5, "score": 0.25, "scores": {"ents_f": 25.0}}
+    log.write_text(json.dumps(record) + '\n{"epoch": 0, "st', encoding="utf8")  # a run killed mid-line
+    assert read(log) == [record] and read(tmp_path) == [record]
+    log.write_text('{"step": 5}\n' + json.dumps(record) + "\n", encoding="utf8")
+    with pytest.raises(TrainingLogError, match="has no step/score; expected spacy-encoder.ThroughputLogger.v1 output"):
+        read(log)
+    with pytest.raises(TrainingLogError, match="has no step/losses/scores; expected spacy.ConsoleLogger.v3 output"):
+        read_training_log(tmp_path / "log.jsonl")
 
 
 def _multilabel_examples(nlp, scores_and_gold):

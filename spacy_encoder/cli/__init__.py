@@ -1,22 +1,12 @@
 """The `spacy-encoder` command line: one typer app, one module per group of commands.
 
 The command modules import nothing heavy at the top (spaCy and torch take seconds), so
-`spacy-encoder --help` and argument errors are instant; tests check it.
+`spacy-encoder --help` and argument errors are instant; tests check it. A command
+imports the library module it drives (`from .. import corpora`) first thing in its body.
 """
-import importlib
 from typing import Any
 
 import typer
-
-
-class LazyModule:
-    """A module imported on first attribute access."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
 
 
 def load_pipeline(model: Any) -> Any:

@@ -14,9 +14,7 @@ from typing import Annotated, Optional
 import typer
 from wasabi import msg
 
-from . import LazyModule, app
-
-corpus = LazyModule("spacy_encoder.annotate")
+from . import app
 
 
 class Engine(str, Enum):
@@ -57,6 +55,8 @@ def annotate_corpus(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Annotate every record of INPUT with MODEL and write OUTPUT: entities and cats per id (same output as nlp.pipe, any engine)."""
+    from .. import annotate as corpus
+
     try:
         summary = corpus.annotate_corpus(
             model, input_path, output, engine=engine.value, fmt=fmt.value, text_field=text_field,

@@ -15,9 +15,7 @@ import typer
 from wasabi import msg
 
 from ..corpus_types import CorpusError, GoEmotionsView, Scheme
-from . import LazyModule, app
-
-corpora = LazyModule("spacy_encoder.corpora")
+from . import app
 
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Keep only the first N docs/examples (tiny test slices).")]
 
@@ -41,6 +39,8 @@ def convert_conll(
     limit: Limit = None,
 ) -> None:
     """Convert a CoNLL NER file: one Doc per -DOCSTART- document, sentence starts set."""
+    from .. import corpora
+
     with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_conll(input_path, scheme, limit=limit, n_sents=n_sents)
         corpora.write_docbin(docs, output_path)
@@ -57,6 +57,8 @@ def convert_wikigold(
     limit: Limit = None,
 ) -> None:
     """Convert WikiGold and split it by article into train/dev/test (it has no official split)."""
+    from .. import corpora
+
     with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_wikigold(input_path, limit=limit)
         splits = corpora.split_by_document(docs, dev_docs, test_docs, seed)
@@ -73,6 +75,8 @@ def convert_sst2(
     limit: Limit = None,
 ) -> None:
     """Convert SST-2 to exclusive textcat cats POSITIVE / NEGATIVE."""
+    from .. import corpora
+
     with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs = corpora.read_sst2(input_path, limit=limit)
         corpora.write_docbin(docs, output_path)
@@ -88,6 +92,8 @@ def convert_goemotions(
     limit: Limit = None,
 ) -> None:
     """Convert GoEmotions to textcat cats (multi-label emotions, or exclusive sentiment)."""
+    from .. import corpora
+
     with _fail_cleanly(), msg.loading(f"Converting {input_path} ..."):
         docs, dropped = corpora.read_goemotions(input_path, labels_path, view, limit=limit)
         corpora.write_docbin(docs, output_path)
@@ -106,6 +112,8 @@ def raw_text(
     (annotations are dropped: use training files, never the test set)."""
     import spacy
     import srsly
+
+    from .. import corpora
 
     with _fail_cleanly():
         nlp = spacy.blank("en")
@@ -137,6 +145,8 @@ def wiki_text(
     first), and the input files are only read."""
     import srsly
     from tqdm import tqdm
+
+    from .. import corpora
 
     with _fail_cleanly():
         files = corpora.wikiextractor_files(input_dir)

@@ -16,9 +16,7 @@ import numpy
 import typer
 from wasabi import msg
 
-from . import LazyModule, app, load_pipeline
-
-insp = LazyModule("spacy_encoder.inspect")
+from . import app, load_pipeline
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Pipeline directory or installed package name (anything spacy.load takes).")]
 Text = Annotated[str, typer.Argument(metavar="TEXT", help="The text to run through the pipeline.")]
@@ -33,9 +31,11 @@ TRACE_TOLERANCE = 1e-4
 @contextmanager
 def _fail_cleanly() -> Iterator[None]:
     """A missing model, a bad index, a missing extra: say what, exit 1."""
+    from .. import inspect as insp
+
     try:
         yield
-    except (insp.MissingExtraError, insp.InspectError, OSError) as err:
+    except (insp.MissingExtraError, insp.InspectError, insp.TrainingLogError, OSError) as err:
         msg.fail(str(err))
         raise typer.Exit(1) from None
 
@@ -52,6 +52,8 @@ def attention(
     dpi: Dpi = 100,
 ) -> None:
     """Heatmaps of the trained model's attention weights over the tokens of TEXT."""
+    from .. import inspect as insp
+
     with _fail_cleanly():
         insp.require_matplotlib()  # before the model loads
         nlp = load_pipeline(model)
@@ -70,6 +72,8 @@ def attention(
 @app.command("trace")
 def trace(model: ModelArg, text: Text, component: Component = None) -> None:
     """Print each stage of TEXT through the encoder and check the output against doc.tensor."""
+    from .. import inspect as insp
+
     with _fail_cleanly():
         nlp = load_pipeline(model)
         name, node = insp.find_tok2vec(nlp, component)
@@ -125,6 +129,8 @@ def plot_training(
     dpi: Dpi = 100,
 ) -> None:
     """Training loss per component and dev scores against the step, from spaCy's ConsoleLogger.v3 log."""
+    from .. import inspect as insp
+
     with _fail_cleanly():
         insp.require_matplotlib()
         log = insp.resolve_log(train_output)
@@ -144,6 +150,8 @@ def unseen_entities(
     import json
 
     from spacy.tokens import DocBin
+
+    from .. import inspect as insp
 
     with _fail_cleanly():
         nlp = load_pipeline(model)

@@ -1,8 +1,4 @@
-"""Looking inside a trained pipeline: the encoder's hidden states and attention
-weights for one text, and pictures of them and of a training log.
-
-No typer here (the commands live in `spacy_encoder.cli.inspect_cmds`); matplotlib is
-the optional extra `viz` and is imported only by the plotting functions.
+"""The encoder's hidden states and attention weights for one text.
 
 Everything runs the trained torch module through `Tok2VecEncoder.forward_with_weights`
 (the explicit attention path, eval mode, a batch of one, so there is no padding) on
@@ -10,11 +6,8 @@ the same feature ids and the same windows as the fast path that sets `doc.tensor
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -22,24 +15,15 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model
 
-from . import nodes
-from .layers import extract_features, static_vectors
-from .pytorch.windows import doc_windows
-from .shims import inference_only
+from .. import nodes
+from ..layers import extract_features, static_vectors
+from ..pytorch.windows import doc_windows
+from ..shims import inference_only
+from .errors import InspectError
 
 TOK2VEC_NODE = nodes.TOK2VEC
-VIZ_HINT = "pip install spacy-encoder[viz]"
-LOG_FILE_NAME = "log.jsonl"
 
 Window = Tuple[int, int, int, int]  # (start, length, own_start, own_end), as in doc_windows
-
-
-class InspectError(ValueError):
-    """A model, text or log that cannot be inspected; the message says why."""
-
-
-class MissingExtraError(ImportError):
-    """matplotlib (the `viz` extra) is not installed."""
 
 
 # --- Finding the encoder ---------------------------------------------------------------
@@ -341,266 +325,3 @@ def describe_array(array: numpy.ndarray, n_first: int = 3) -> Tuple[str, str, st
     """(shape, mean, std, first numbers of row 0) for a stage."""
     first = " ".join(f"{v:+.3f}" for v in array[0, :n_first]) if array.size else ""
     return str(tuple(array.shape)), f"{array.mean():+.4f}", f"{array.std():.4f}", first
-
-
-# --- Training logs -----------------------------------------------------------------------
-
-
-def resolve_log(path: Union[str, Path]) -> Path:
-    """The log file itself, or `log.jsonl` inside a training output directory."""
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / LOG_FILE_NAME
-        if not candidate.exists():
-            raise InspectError(
-                f"No {LOG_FILE_NAME} in {path}. Train with `--paths.log {candidate}` (the configs' "
-                "[training.logger] writes it via output_file = ${paths.log}), or pass the log file."
-            )
-        return candidate
-    if not path.exists():
-        raise InspectError(f"{path} does not exist: pass the log file written with --paths.log, or its directory.")
-    return path
-
-
-def read_training_log(path: Union[str, Path]) -> List[Dict[str, Any]]:
-    """The records of a `spacy.ConsoleLogger.v3` output file, one per evaluation:
-    {"epoch", "step", "losses": {component: loss summed since the previous
-    evaluation}, "scores": {score column: value * 100 (except "speed")},
-    "score": weighted score in [0, 1]}."""
-    path = resolve_log(path)
-    lines = path.read_text(encoding="utf8").splitlines()
-    records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # a run still writing its last line
-                break
-            raise InspectError(f"{path}:{i + 1} is not JSON; expected spacy.ConsoleLogger.v3 output.") from None
-        if not isinstance(record, dict) or not {"step", "losses", "scores"} <= record.keys():
-            raise InspectError(
-                f"{path}:{i + 1} has no step/losses/scores; expected spacy.ConsoleLogger.v3 output."
-            )
-        records.append(record)
-    if not records:
-        raise InspectError(f"{path} holds no evaluations yet (one line is written per evaluation).")
-    return records
-
-
-def losses_per_step(records: Sequence[Dict[str, Any]]) -> Dict[str, List[float]]:
-    """Each component's mean loss per update since the previous evaluation (spaCy sums
-    the losses between evaluations and then resets them)."""
-    out: Dict[str, List[float]] = {}
-    previous = -1
-    for record in records:
-        n_steps = max(record["step"] - previous, 1)
-        previous = record["step"]
-        for name, value in record["losses"].items():
-            out.setdefault(name, []).append(float(value) / n_steps)
-    return out
-
-
-# --- Pictures ----------------------------------------------------------------------------
-
-
-def require_matplotlib() -> None:
-    """Fail early, with the install hint, when the `viz` extra is missing."""
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except ImportError as err:
-        raise MissingExtraError(f"Pictures need matplotlib: {VIZ_HINT}") from err
-
-
-def _figure(figsize: Tuple[float, float]) -> Any:
-    """A matplotlib Figure on the Agg canvas, without pyplot (no global state)."""
-    require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def attention_grid(n_panels: int) -> Tuple[int, int]:
-    """(rows, cols) of the head grid."""
-    cols = math.ceil(math.sqrt(n_panels))
-    return math.ceil(n_panels / cols), cols
-
-
-def attention_figure_size(n_tokens: int, n_panels: int) -> Tuple[float, float]:
-    """Figure size in inches: one square panel per head, sized to the tokens, plus
-    room for the colour bar and the title."""
-    rows, cols = attention_grid(n_panels)
-    side = min(max(0.28 * n_tokens + 1.6, 3.5), 14.0)
-    return round(cols * side + 1.2, 2), round(rows * side + 0.6, 2)
-
-
-def token_label(text: str) -> str:
-    """A token's text as a readable label: whitespace tokens as their repr."""
-    if not text.strip():
-        return repr(text)
-    return text.replace("$", r"\$")
-
-
-def plot_attention(
-    inspection: Inspection,
-    path: Union[str, Path],
-    layer: int = -1,
-    head: Optional[int] = None,
-    title: str = "",
-    dpi: int = 100,
-    token: Optional[int] = None,
-) -> Path:
-    """Heatmap(s) of one layer's attention: all heads in a grid, or one head.
-
-    layer/head: 1-based (negative counts from the end: -1 is the last layer).
-    Rows are the attending (query) tokens, columns the attended (key) tokens.
-    token: a doc index whose row is outlined (used when the doc spans several windows).
-    """
-    if not inspection.weights:
-        raise InspectError("This inspection holds no attention weights (it spans several windows).")
-    depth, n_heads = len(inspection.weights), inspection.n_heads
-    layer_index = _one_based(layer, depth, "layer")
-    heads = range(n_heads) if head is None else [_one_based(head, n_heads, "head")]
-    weights = inspection.weights[layer_index]  # (H, n, n)
-    n = weights.shape[-1]
-    fig = _figure(attention_figure_size(n, len(heads)))
-    rows, cols = attention_grid(len(heads))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    labels = [token_label(t) for t in inspection.tokens]
-    step = max(1, math.ceil(n / 60))  # keep at most ~60 labels per axis readable
-    ticks = list(range(0, n, step))
-    if step > 1:  # sampled labels: say which doc token each one is
-        labels = [f"{inspection.start + i}:{label}" for i, label in enumerate(labels)]
-    vmax = float(max(weights[h].max() for h in heads)) or 1.0
-    image = None
-    for ax, h in zip(axes.flat, heads):
-        image = ax.imshow(weights[h], cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest", aspect="equal")
-        ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize=8)
-        ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=8)
-        ax.set_title(f"head {h + 1} of {n_heads}", fontsize=10)
-        ax.set_xlabel("attended token (key)", fontsize=8)
-        ax.set_ylabel("attending token (query)", fontsize=8)
-        if token is not None and inspection.start <= token < inspection.end:
-            row = token - inspection.start
-            ax.axhline(row - 0.5, color="red", linewidth=0.8)
-            ax.axhline(row + 0.5, color="red", linewidth=0.8)
-    for ax in list(axes.flat)[len(heads) :]:
-        ax.set_axis_off()
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
-    span = ""
-    if inspection.end - inspection.start < inspection.n_doc_tokens:
-        span = f", tokens {inspection.start}-{inspection.end - 1} of {inspection.n_doc_tokens}"
-    fig.suptitle(f"{title + ': ' if title else ''}layer {layer_index + 1} of {depth}{span}", fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
-
-
-def _one_based(value: int, count: int, what: str) -> int:
-    """A 1-based (or negative, from the end) index as a 0-based one."""
-    if 1 <= value <= count:
-        return value - 1
-    if -count <= value <= -1:
-        return count + value
-    raise InspectError(f"--{what} {value} is out of range: the model has {count} {what}s (1 to {count}, or -1 for the last).")
-
-
-def plot_training(
-    records: Sequence[Dict[str, Any]], path: Union[str, Path], title: str = "", dpi: int = 100
-) -> Path:
-    """Two panels against the training step: each component's loss (mean per update
-    since the previous evaluation) and the dev scores (in %, with the weighted score)."""
-    fig = _figure((12.0, 4.8))
-    ax_loss, ax_score = fig.subplots(1, 2)
-    steps = [r["step"] for r in records]
-    for name, values in losses_per_step(records).items():
-        ax_loss.plot(steps, values, marker="o", markersize=3, label=name)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss per update (mean since previous evaluation)")
-    ax_loss.set_title("training loss")
-    columns = [c for c in records[0]["scores"] if c != "speed"]
-    for column in columns:
-        ax_score.plot(steps, [r["scores"].get(column, float("nan")) for r in records], marker="o", markersize=3, label=column)
-    if all("score" in r for r in records):
-        ax_score.plot(steps, [100 * r["score"] for r in records], "k--", label="score (weighted)")
-    ax_score.set_xlabel("step")
-    ax_score.set_ylabel("dev score (%)")
-    low, high = ax_score.get_ylim()
-    ax_score.set_ylim(min(low, 0.0), max(high, 100.0))
-    ax_score.set_title("dev scores")
-    for ax in (ax_loss, ax_score):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
-
-
-@dataclass
-class RecallSplit:
-    """Gold entities of one evaluation set, split by whether their text was a gold
-    entity in training, and how many of each the pipeline found (same span, same label)."""
-
-    name: str
-    seen: int = 0
-    seen_found: int = 0
-    unseen: int = 0
-    unseen_found: int = 0
-
-    def as_dict(self) -> Dict[str, Any]:
-        total = self.seen + self.unseen
-
-        def share(part: int, whole: int) -> Optional[float]:
-            return part / whole if whole else None
-
-        return {
-            "name": self.name,
-            "entities": total,
-            "seen": self.seen,
-            "unseen": self.unseen,
-            "unseen_share": share(self.unseen, total),
-            "seen_recall": share(self.seen_found, self.seen),
-            "unseen_recall": share(self.unseen_found, self.unseen),
-        }
-
-
-def entity_names(docs: Sequence[Doc]) -> Set[str]:
-    """The texts of the gold entities of `docs`, of any label: what makes a name *seen*
-    in training (`seen_unseen_recall`, `tools/vector_coverage.py`)."""
-    return {ent.text for doc in docs for ent in doc.ents}
-
-
-def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> RecallSplit:
-    """Entity recall on names seen and unseen in training.
-
-    A gold entity of `eval_docs` is *seen* when its exact text is a gold entity (of
-    any label) somewhere in `train_docs`. The pipeline annotates fresh copies of the
-    eval docs (words and spaces only, so no gold annotation reaches it); a gold entity
-    is found when a predicted entity has the same start, end and label. Where a model
-    loses to another on test but not on dev, this tells whether the loss is on names
-    it could have memorised or on new ones.
-    """
-    train_names = entity_names(train_docs)
-    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
-    split = RecallSplit(name=name)
-    for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):
-        found = {(ent.start, ent.end, ent.label_) for ent in predicted.ents}
-        for ent in gold.ents:
-            hit = (ent.start, ent.end, ent.label_) in found
-            if ent.text in train_names:
-                split.seen += 1
-                split.seen_found += hit
-            else:
-                split.unseen += 1
-                split.unseen_found += hit
-    return split

@@ -1,0 +1,17 @@
+"""Looking inside a trained pipeline: the encoder's hidden states and attention
+weights for one text (`trace`), pictures of them and of a training log (`plots`,
+`spacy_encoder.training_log`), and entity recall on seen and unseen names (`evaluation`).
+
+No typer here (the commands live in `spacy_encoder.cli.inspect_cmds`); matplotlib is
+the optional extra `viz` and is imported only by the plotting functions.
+"""
+from .errors import InspectError, MissingExtraError  # noqa: F401
+from .evaluation import RecallSplit, entity_names, seen_unseen_recall  # noqa: F401
+from .plots import (  # noqa: F401
+    VIZ_HINT, attention_figure_size, attention_grid, plot_attention, plot_training, require_matplotlib, token_label,
+)
+from .trace import (  # noqa: F401
+    TOK2VEC_NODE, Inspection, Window, describe_array, doc_for, fast_path_output, feature_strings, find_tok2vec,
+    head_summaries, input_stage_description, inspect_doc, inspect_window, stage_names, torch_module,
+)
+from ..training_log import LOG_FILE_NAME, TrainingLogError, losses_per_step, read_training_log, resolve_log  # noqa: F401

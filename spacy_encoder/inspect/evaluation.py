@@ -1,0 +1,68 @@
+"""NER evaluation by name: entity recall on names seen and unseen in training."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Set
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+
+@dataclass
+class RecallSplit:
+    """Gold entities of one evaluation set, split by whether their text was a gold
+    entity in training, and how many of each the pipeline found (same span, same label)."""
+
+    name: str
+    seen: int = 0
+    seen_found: int = 0
+    unseen: int = 0
+    unseen_found: int = 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        total = self.seen + self.unseen
+
+        def share(part: int, whole: int) -> Optional[float]:
+            return part / whole if whole else None
+
+        return {
+            "name": self.name,
+            "entities": total,
+            "seen": self.seen,
+            "unseen": self.unseen,
+            "unseen_share": share(self.unseen, total),
+            "seen_recall": share(self.seen_found, self.seen),
+            "unseen_recall": share(self.unseen_found, self.unseen),
+        }
+
+
+def entity_names(docs: Sequence[Doc]) -> Set[str]:
+    """The texts of the gold entities of `docs`, of any label: what makes a name *seen*
+    in training (`seen_unseen_recall`, `tools/vector_coverage.py`)."""
+    return {ent.text for doc in docs for ent in doc.ents}
+
+
+def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> RecallSplit:
+    """Entity recall on names seen and unseen in training.
+
+    A gold entity of `eval_docs` is *seen* when its exact text is a gold entity (of
+    any label) somewhere in `train_docs`. The pipeline annotates fresh copies of the
+    eval docs (words and spaces only, so no gold annotation reaches it); a gold entity
+    is found when a predicted entity has the same start, end and label. Where a model
+    loses to another on test but not on dev, this tells whether the loss is on names
+    it could have memorised or on new ones.
+    """
+    train_names = entity_names(train_docs)
+    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
+    split = RecallSplit(name=name)
+    for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):
+        found = {(ent.start, ent.end, ent.label_) for ent in predicted.ents}
+        for ent in gold.ents:
+            hit = (ent.start, ent.end, ent.label_) in found
+            if ent.text in train_names:
+                split.seen += 1
+                split.seen_found += hit
+            else:
+                split.unseen += 1
+                split.unseen_found += hit
+    return split
