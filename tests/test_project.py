@@ -29,7 +29,9 @@ from spacy_encoder.cli.project import metrics_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "corpora").resolve()
-MODEL_CODE = ["spacy_encoder/architectures.py", "spacy_encoder/layers.py", "spacy_encoder/callbacks.py"] + sorted(
+MODEL_CODE = [
+    f"spacy_encoder/{name}.py" for name in ("architectures", "layers", "buckets", "nodes", "shims", "weights", "callbacks")
+] + sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "spacy_encoder" / "pytorch").glob("*.py")
 )
 # Commands with no outputs always rerun: the demo's end and the benchmark summary.
