@@ -25,7 +25,7 @@ from .pytorch.windows import doc_windows
 # MAX_PADDING of it would be padding. Every bucket is one forward call, whose fixed
 # cost on CPU (about a hundred torch ops, each waking the OpenMP threads) is worth a
 # few hundred tokens of compute; padding costs compute per position. Measured on
-# CoNLL-03 test with nlp.pipe(batch_size=64) (RESULTS.md, issue 20), these give 1.3-1.8x
+# CoNLL-03 test with nlp.pipe(batch_size=64) (docs/tried.md, bucket sizes), these give 1.3-1.5x
 # the words/s of the earlier 4096 / 128 / 0.05 for 1- and 10-sentence docs. Outputs do
 # not depend on the bucketing (padding invariance; tests pin it).
 BUCKET_TOKENS = 8192

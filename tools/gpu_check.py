@@ -1060,7 +1060,7 @@ def render_markdown(data: Dict[str, Any]) -> str:
             if split in long:
                 s = long[split]
                 lines.append(f"- {split}: ents_f {s['ents_f']}, p {s['ents_p']}, r {s['ents_r']} ({s['docs']} docs)")
-        lines.append("A few minutes of training: not the converged figure of RESULTS.md's CPU runs.")
+        lines.append("A few minutes of training: not the converged figure of docs/benchmarks.md's CPU runs.")
     failed = [f"- {n}: {s.get('error')}" for n, s in steps.items() if s.get("status") == "failed" and n != "pytest"]
     if failed:
         lines += ["", "## Failures (tracebacks in log.txt)", ""] + failed

@@ -34,7 +34,7 @@ def pretrained_variant(text: str, task: str) -> str:
     text = text.replace('"spacy-encoder.TransformerTok2Vec.v1"', '"spacy-encoder.TransformerTok2Vec.v2"')
     extra = (
         "vectors_width = 0\nvectors_dropout = 0.0\n"
-        "# Larger inputs make spaCy's heads learn faster early (RESULTS.md, output_scale).\n"
+        "# Larger inputs make spaCy's heads learn faster early (docs/benchmarks.md, output_scale).\n"
         "output_scale = 3.0\n"
     )
     if "\nfeature_dropout = " not in text.split("[components.tok2vec.model]")[1].split("\n[")[0]:

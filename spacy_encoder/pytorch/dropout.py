@@ -2,7 +2,7 @@
 
 `F.dropout` on the CPU draws one float per element (`bernoulli_`), and on these cores
 that is slow: it was 18.8% of the encoder's training step under `torch.profiler`,
-more than any matmul (RESULTS.md, issue 20). `FastDropout` draws 64 random bits per
+more than any matmul (docs/tried.md). `FastDropout` draws 64 random bits per
 four elements instead and compares each 16-bit lane with a threshold: the same
 Bernoulli mask, with the keep probability rounded to a multiple of 1/65536
 (p = 0.1 keeps 58,982 / 65,536 = 0.899994 of the elements).
