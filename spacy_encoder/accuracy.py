@@ -30,7 +30,7 @@ THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
 class Task:
     name: str
     component: str  # the spaCy factory: ner, textcat, textcat_multilabel
-    our_config: str  # configs/<our_config>.cfg
+    our_config: str  # <our_config>.cfg in a --configs-dir
     corpus: str  # corpus/<corpus>/{train,dev,test}.spacy
     eval_split: str  # "test", or "dev" where the test set has no labels
     title: str
@@ -68,20 +68,30 @@ class Run:
         return f"{self.task.name}-{self.system}{with_vectors}-{self.budget}"
 
 
-def base_config(task: Task, system: str, configs_dir: Path, vectors: Optional[str] = None) -> Config:
-    """The config a user of `system` would start from, not interpolated. With
-    `vectors` (a folder or package name), every system gets those static vectors: our
-    `<config>_vectors.cfg`, spaCy's configs with `include_static_vectors = true`."""
+def base_config(task: Task, system: str, configs_dir: Optional[Path] = None, vectors: Optional[str] = None) -> Config:
+    """The config a user of `system` would start from, not interpolated: ours as
+    `spacy-encoder init-config` writes it, or read from `configs_dir` where given
+    (`<config>[_vectors][_pretrained].cfg`). With `vectors` (a folder or package name),
+    every system gets those static vectors: ours with their width, spaCy's configs with
+    `include_static_vectors = true`."""
     optimize = SYSTEMS[system]
     if optimize is None:
-        name = f"{task.our_config}_vectors" if vectors else task.our_config
-        if system == "spacy-encoder-pretrained":
-            name += "_pretrained"
-        config = Config().from_disk(configs_dir / f"{name}.cfg", interpolate=False)
+        from .init_config import VECTORS_WIDTH, make_config
+
+        pretrained = system == "spacy-encoder-pretrained"
+        # The width the vectors' meta records (GloVe 6B 50d: 50), else en_core_web_md's.
         width = vectors_width_of(vectors) if vectors else None
-        if width is not None:
-            # Our configs name the width (300, en_core_web_md's); GloVe 6B 50d is 50.
-            config["components"]["tok2vec"]["model"]["vectors_width"] = width
+        if configs_dir is None:
+            config = make_config(
+                [task.component],
+                optimize="accuracy" if pretrained else "efficiency",
+                vectors_width=(width or VECTORS_WIDTH) if vectors else 0,
+            )
+        else:
+            name = task.our_config + ("_vectors" if vectors else "") + ("_pretrained" if pretrained else "")
+            config = Config().from_disk(configs_dir / f"{name}.cfg", interpolate=False)
+            if width is not None:
+                config["components"]["tok2vec"]["model"]["vectors_width"] = width
     else:
         from spacy.cli.init_config import init_config
 
@@ -127,7 +137,7 @@ def plan_runs(
     tasks: Sequence[str],
     systems: Sequence[str],
     budgets: Sequence[str],
-    configs_dir: Path,
+    configs_dir: Optional[Path] = None,
     equal_steps: Optional[int] = None,
     cap_steps: int = 0,
     eval_frequency: Optional[int] = None,
@@ -156,7 +166,7 @@ def plan_runs(
     return runs
 
 
-def write_run_config(run: Run, corpus_dir: Path, configs_dir: Path, run_dir: Path) -> Path:
+def write_run_config(run: Run, corpus_dir: Path, configs_dir: Optional[Path], run_dir: Path) -> Path:
     config = base_config(run.task, run.system, configs_dir, run.vectors)
     corpus = corpus_dir / run.task.corpus
     config["paths"]["train"] = str((corpus / "train.spacy").resolve())
@@ -262,7 +272,7 @@ def best_threshold(dev_examples: Sequence[Any], labels: Sequence[str], grid: Seq
 
 
 def run_one(
-    run: Run, corpus_dir: Path, configs_dir: Path, work_dir: Path, gpu_id: int, log: Callable[[str], None]
+    run: Run, corpus_dir: Path, configs_dir: Optional[Path], work_dir: Path, gpu_id: int, log: Callable[[str], None]
 ) -> Dict[str, Any]:
     run_dir = work_dir / run.name
     result_path = run_dir / "result.json"

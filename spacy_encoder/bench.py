@@ -15,11 +15,11 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 NER_LABELS = ["PER", "ORG", "LOC", "MISC"]
 TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 
 # name -> (task, how the pipeline is built)
+# "config": "ours" (`ours_config`) or spaCy's `init config --optimize` value;
 # "optimize": `spacy-encoder script --optimize` modes (architectures.INFERENCE_MODES);
 # "vectors": the pipeline is given the static vectors folder of the run (--vectors);
 # "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only).
@@ -68,13 +68,23 @@ def tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
     return texts[:limit] if limit else texts
 
 
+def ours_config(task: str, vectors_width: int = 0):
+    """Our config for `task`, as `spacy-encoder init-config` writes it (the settings of
+    configs/<task>.cfg, or with `vectors_width` of configs/<task>_vectors.cfg), not
+    interpolated."""
+    from .init_config import make_config
+
+    return make_config([task], vectors_width=vectors_width)
+
+
 def build_pipeline(name: str, vectors: Optional[str] = None):
     """An initialized pipeline (untrained weights) for one entry of PIPELINES.
     `vectors`: the static vectors folder for the entries that take vectors."""
     import spacy
     from spacy.cli.init_config import init_config
     from spacy.training import Example
-    from spacy.util import load_config
+
+    from .init_config import VECTORS_WIDTH
 
     spec = PIPELINES[name]
     task = spec["task"]
@@ -82,7 +92,7 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
     if with_vectors and not vectors:
         raise ValueError(f"{name} needs a vectors folder (--vectors)")
     if spec["config"] == "ours":
-        config = load_config(REPO_CONFIGS / f"{task}{'_vectors' if with_vectors else ''}.cfg", interpolate=False)
+        config = ours_config(task, VECTORS_WIDTH if with_vectors else 0)
         config["paths"]["vectors"] = vectors if with_vectors else None
         if spec.get("fast_dropout"):
             config["components"]["tok2vec"]["model"]["fast_dropout"] = True
@@ -250,27 +260,29 @@ def measure_doc_length(name: str, n_tokens: int, repeats: int) -> Dict[str, Any]
     return {"tokens": len(doc), "seconds": median(times), "peak_rss_mb": peak_rss_mb()}
 
 
-def padding_waste(texts: Sequence[str], batcher: str) -> Dict[str, float]:
+def padding_waste(texts: Sequence[str], batcher: str, task: str = "ner") -> Dict[str, float]:
     """Padded positions / real tokens - 1 over spaCy's batching, with our length
-    buckets and with one pad-to-longest batch (what a plain padded wrapper does)."""
+    buckets and with one pad-to-longest batch (what a plain padded wrapper does).
+    `batcher`: "pipe" (`nlp.pipe` at the config's batch size) or "train" (the config's
+    training batcher); windows as the config's tok2vec cuts them."""
     import spacy
     from spacy.util import registry
 
     from .buckets import plan_windows
 
+    config = ours_config(task)
     nlp = spacy.blank("en")
     lengths = [len(nlp.make_doc(t)) for t in texts]
-    if batcher == "pipe":  # nlp.pipe(batch_size=256)
-        batches = [lengths[i : i + 256] for i in range(0, len(lengths), 256)]
-    else:  # configs' training batcher: batch_by_words, compounding 100 -> 1000
-        make = registry.batchers.get("spacy.batch_by_words.v1")
-        sizes = registry.schedules.get("compounding.v1")(start=100, stop=1000, compound=1.001)
-        batches = list(make(size=sizes, tolerance=0.2, discard_oversize=False, get_length=int)(lengths))
-        batches = [[int(n) for n in b] for b in batches]
-    config = {"max_length": 256, "window_stride": 192}
+    if batcher == "pipe":
+        size = int(config["nlp"]["batch_size"])
+        batches = [lengths[i : i + size] for i in range(0, len(lengths), size)]
+    else:  # a batch item's length is its len(): stand-ins of the docs' lengths
+        make = registry.resolve({"batcher": config["training"]["batcher"]})["batcher"]
+        batches = [[len(item) for item in b] for b in make([range(n) for n in lengths])]
+    model = config["components"]["tok2vec"]["model"]
     real = bucketed = naive = 0
     for batch in batches:
-        plan = plan_windows(batch, config["max_length"], config["window_stride"])
+        plan = plan_windows(batch, int(model["max_length"]), int(model["window_stride"]))
         real += sum(batch)
         bucketed += sum((end - first) * width for first, end, width in plan.buckets)
         naive += len(plan.lengths) * (int(plan.lengths.max()) if len(plan.lengths) else 0)

@@ -6,20 +6,25 @@ score weights), so the output is laid out as users know it; then the shared `tok
 becomes `spacy-encoder.TransformerTok2Vec`, every component listens to it, and the
 training schedule becomes the one our encoder was tuned with (a warmup, a lower rate).
 The settings are those of the project's configs (`configs/<task>.cfg` for
-`efficiency`, `configs/<task>_pretrained.cfg` for `accuracy`; tests keep them equal).
+`efficiency`, `configs/<task>_pretrained.cfg` for `accuracy`, and their `_vectors`
+variants with `vectors_width`; tests keep them equal).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
-from thinc.api import Config
+from .pretrained import DEFAULT as PRETRAINED
 
-__all__ = ["SUPPORTED", "OPTIMIZE", "InitConfigError", "make_config"]
+if TYPE_CHECKING:
+    from thinc.api import Config
+
+__all__ = ["SUPPORTED", "OPTIMIZE", "VECTORS_WIDTH", "InitConfigError", "make_config"]
 
 # The components whose models we know how to point at a shared tok2vec.
 SUPPORTED = ("ner", "textcat", "textcat_multilabel", "tagger", "morphologizer", "parser", "senter", "spancat")
 OPTIMIZE = ("efficiency", "accuracy")
-PRETRAINED = "en-wiki-128"
+# en_core_web_md's width, that of configs/*_vectors.cfg.
+VECTORS_WIDTH = 300
 
 
 class InitConfigError(ValueError):
@@ -112,13 +117,14 @@ def make_config(
     """A complete, validated training config for `pipeline` with our tok2vec.
 
     optimize: `efficiency` trains the encoder from scratch; `accuracy` starts it from
-        the shipped pretrained encoder (en-wiki-128; English only).
+        the shipped pretrained encoder (`pretrained.DEFAULT`; English only).
     vectors_width: > 0 reads static vectors of that width (`--paths.vectors` at
         training time); 0 for none.
     gpu: mixed precision and the PyTorch allocator (train with `--gpu-id 0`).
     """
     from spacy.cli.init_config import init_config
     from spacy.util import load_model_from_config
+    from thinc.api import Config
 
     pipeline = [name.strip() for name in pipeline if name.strip() and name.strip() != "tok2vec"]
     unknown = [name for name in pipeline if name not in SUPPORTED]

@@ -7,13 +7,15 @@ tables only), so the saved table is read by ORTH and every capitalised token fin
 vector: on CoNLL-03 test, 73.1% of tokens and 1.9% of the tokens of names unseen in
 training have a GloVe 6B vector by ORTH. `add_case_keys` maps the cased forms of each
 lowercase key to the same row, as `en_core_web_md` does (684,830 keys onto 20,000
-rows): no new rows, and 94.9% and 82.1% (`tools/vector_coverage.py`, docs/benchmarks.md).
+rows): no new rows, and 94.9% and 82.1% (`spacy-encoder vector-coverage`, docs/benchmarks.md).
 """
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Collection, Dict, List, Sequence, Set, Tuple
 
 import numpy
 
+from spacy.attrs import ORTH
 from spacy.strings import StringStore
+from spacy.tokens import Doc
 from spacy.vectors import Vectors
 
 
@@ -88,3 +90,24 @@ def concat_tables(tables: Sequence[Tuple[Vectors, StringStore]]) -> Tuple[numpy.
         data[present, start : start + width] = table[rows[present]]
         start += width
     return data, key_rows, key_words
+
+
+def vector_coverage(vectors: Vectors, docs: Sequence[Doc], seen: Collection[str]) -> Dict[str, Tuple[int, float]]:
+    """Which tokens of `docs` have a row in `vectors`, looked up as the encoder and
+    spaCy's StaticVectors do (by the table's key attribute, ORTH by default): for all
+    tokens, the tokens of gold names in `seen` and those of the other names.
+
+    :return: group -> (tokens, share that has a vector).
+    """
+    attr = getattr(vectors, "attr", ORTH)
+    keys = {id(doc): doc.to_array(attr) for doc in docs}  # the lookup's key per token
+    groups = {
+        "all tokens": [t for doc in docs for t in doc],
+        "tokens of seen names": [t for doc in docs for ent in doc.ents if ent.text in seen for t in ent],
+        "tokens of unseen names": [t for doc in docs for ent in doc.ents if ent.text not in seen for t in ent],
+    }
+    coverage = {}
+    for group, tokens in groups.items():
+        found = sum(vectors.find(key=int(keys[id(t.doc)][t.i])) >= 0 for t in tokens)
+        coverage[group] = (len(tokens), found / max(len(tokens), 1))
+    return coverage

@@ -11,9 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 def load_tool(name: str):
     """tools/NAME.py, imported from its path (tools/ is not a package)."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
     tool = importlib.util.module_from_spec(spec)
+    sys.modules[name] = tool  # as an import does: dataclasses look their module up there
     spec.loader.exec_module(tool)
     return tool
 SHARED_CORPORA = (REPO / ".." / "shared" / "corpora").resolve()

@@ -24,21 +24,21 @@ CONFIGS = REPO / "configs"
 
 
 def test_plan_runs_equal_budget_is_ours_and_never_duplicated() -> None:
-    runs = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], CONFIGS)
+    runs = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"])
     names = [r.name for r in runs]
     ours = accuracy.default_steps(Config().from_disk(CONFIGS / "textcat.cfg", interpolate=False))
     # Our default budget is the equal budget: one run, not two.
     assert names.count("sst2-spacy-encoder-default") == 1 and "sst2-spacy-encoder-equal" not in names
     cnn = {r.budget: r.max_steps for r in runs if r.system == "spacy-cnn-efficiency"}
     assert cnn["equal"] == ours and cnn["default"] != ours
-    capped = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], CONFIGS, cap_steps=5)
+    capped = accuracy.plan_runs(["sst2"], list(accuracy.SYSTEMS), ["default", "equal"], cap_steps=5)
     assert [r.max_steps for r in capped] == [5, 5, 5, 5]  # ours from the pretrained encoder: one budget too
 
 
 @pytest.mark.parametrize("system", list(accuracy.SYSTEMS))
 def test_run_config_resolves_with_throughput_logger_and_no_vectors(system: str, tmp_path: Path) -> None:
     run = accuracy.Run(accuracy.TASKS["goemotions"], system, "equal", 7, 3)
-    path = accuracy.write_run_config(run, tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    path = accuracy.write_run_config(run, tmp_path / "corpus", None, tmp_path / "run")
     config = Config().from_disk(path)
     assert config["training"]["max_steps"] == 7 and config["training"]["eval_frequency"] == 3
     assert config["paths"]["train"].endswith("goemotions-multilabel/train.spacy")
@@ -56,9 +56,9 @@ def test_run_config_resolves_with_throughput_logger_and_no_vectors(system: str, 
 @pytest.mark.parametrize("system", list(accuracy.SYSTEMS))
 @pytest.mark.parametrize("task", ["conll2003", "sst2"])
 def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str, task: str, tmp_path: Path) -> None:
-    runs = accuracy.plan_runs([task], [system], ["equal"], CONFIGS, vectors="/data/vectors")
+    runs = accuracy.plan_runs([task], [system], ["equal"], vectors="/data/vectors")
     assert runs[0].name == f"{task}-{system}-vectors-{runs[0].budget}"
-    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", None, tmp_path / "run")
     config = Config().from_disk(path, interpolate=False)
     assert config["paths"]["vectors"] == "/data/vectors"
     assert config["initialize"]["vectors"] == "${paths.vectors}"
@@ -74,8 +74,9 @@ def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str
         assert (task, system) == ("sst2", "spacy-cnn-efficiency")
 
 
+@pytest.mark.parametrize("configs_dir", [None, CONFIGS], ids=["init-config", "configs-dir"])
 @pytest.mark.parametrize("system", ["spacy-encoder", "spacy-encoder-pretrained"])
-def test_run_config_takes_the_vectors_width_from_the_folder(system: str, tmp_path: Path) -> None:
+def test_run_config_takes_the_vectors_width_from_the_folder(system: str, configs_dir, tmp_path: Path) -> None:
     # A folder written by `spacy init vectors` from GloVe 6B 50d: our configs' 300 would
     # fail at initialization; the benchmark reads the width the folder records.
     nlp = spacy.blank("en")
@@ -83,8 +84,8 @@ def test_run_config_takes_the_vectors_width_from_the_folder(system: str, tmp_pat
     nlp.to_disk(tmp_path / "glove50")
     assert accuracy.vectors_width_of(str(tmp_path / "glove50")) == 50
     assert accuracy.vectors_width_of(str(tmp_path / "no-such-folder")) is None
-    runs = accuracy.plan_runs(["conll2003"], [system], ["equal"], CONFIGS, vectors=str(tmp_path / "glove50"))
-    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", CONFIGS, tmp_path / "run")
+    runs = accuracy.plan_runs(["conll2003"], [system], ["equal"], configs_dir, vectors=str(tmp_path / "glove50"))
+    path = accuracy.write_run_config(runs[0], tmp_path / "corpus", configs_dir, tmp_path / "run")
     config = Config().from_disk(path, interpolate=False)
     assert config["components"]["tok2vec"]["model"]["vectors_width"] == 50
 
@@ -176,7 +177,7 @@ def test_benchmark_end_to_end_then_tune_threshold(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr
-    args = ("benchmark-accuracy", "--configs-dir", str(CONFIGS), "--task", "goemotions", "--system", "spacy-encoder",
+    args = ("benchmark-accuracy", "--task", "goemotions", "--system", "spacy-encoder",
             "--system", "spacy-cnn-efficiency", "--budget", "equal", "--cap-steps", "2", "--eval-frequency", "1")
     done = _run_cli(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,7 +1,7 @@
 """The GPU check (`.ci/gpu-check`, `tools/gpu_check.py`) on CPU: its FLOPs count
-against a hand count and the torch modules, the device call within the device tool's
-limits, and a `device` run here, without CUDA, that records the environment and that
-the GPU steps were skipped."""
+against a hand count and the torch modules, the device call checked against the limits
+it is given, and a `device` run here, without CUDA, that records the environment and
+that the GPU steps were skipped."""
 import json
 import os
 import subprocess
@@ -16,6 +16,9 @@ from spacy_encoder.pytorch import EmbedConfig, EncoderConfig, Tok2VecEncoder, Ve
 from .conftest import REPO, load_tool
 
 MIB = 1024 * 1024
+BUDGET_S = 420
+# Limits as a lending tool might state them (the script knows none of its own).
+LIMITS = dict(timeout_s=600, travel_mib=64, command_chars=2000, carry_paths=8)
 
 
 gpu_check = load_tool("gpu_check")
@@ -105,20 +108,24 @@ def test_mfu_is_achieved_over_peak():
     assert gpu_check.mfu(1000.0, 1e9, None) is None
 
 
-def test_the_device_call_fits_the_device_tools_limits():
-    call = gpu_check.device_call()
-    assert len(call["command"]) < 2000
+def test_the_device_call_is_checked_against_the_limits_given():
+    call = gpu_check.device_call(BUDGET_S)
+    assert call["command"] == f"PYTHONUNBUFFERED=1 bash .ci/gpu-check device --budget-s {BUDGET_S}"
     assert call["carry"] == [".whl", ".gpu-check"]
-    assert call["command"].startswith("PYTHONUNBUFFERED=1 bash .ci/gpu-check device")
-    # The watchdog stops the run before the tool's limit, the install included.
-    assert gpu_check.DEFAULT_BUDGET_S + gpu_check.WATCHDOG_GRACE_S < call["timeout_s"] <= 600
-    assert gpu_check.call_problems(call, carry_bytes=40 * MIB, tree_bytes=15 * MIB) == []
-    problems = gpu_check.call_problems(call, carry_bytes=61 * MIB, tree_bytes=1 * MIB)
-    assert any("carried paths hold 61.0 MiB" in p for p in problems)
-    problems = gpu_check.call_problems(call, carry_bytes=50 * MIB, tree_bytes=15 * MIB)
-    assert any("exceed 64 MiB" in p for p in problems)
-    long_call = dict(call, command="x" * 2000)
-    assert any("2000 characters" in p for p in gpu_check.call_problems(long_call, 0, 0))
+    # The timeout leaves the install and the watchdog their time beyond the budget.
+    assert call["timeout_s"] == BUDGET_S + gpu_check.INSTALL_GRACE_S + gpu_check.WATCHDOG_GRACE_S
+    limits = gpu_check.CallLimits(**LIMITS)
+    assert gpu_check.call_problems(call, carry_bytes=40 * MIB, tree_bytes=15 * MIB, limits=limits) == []
+    problems = gpu_check.call_problems(call, carry_bytes=50 * MIB, tree_bytes=15 * MIB, limits=limits)
+    assert problems == ["the tree (15.0 MiB) and the carried paths (50.0 MiB) exceed 64 MiB together"]
+    long_call = dict(call, command="x" * 2001, carry=["a"] * 9)
+    problems = gpu_check.call_problems(long_call, 0, 0, limits)
+    assert problems == ["the command is 2001 characters (limit 2000)", "9 carried paths (limit 8)"]
+    late = gpu_check.device_call(550)
+    most = 600 - gpu_check.INSTALL_GRACE_S - gpu_check.WATCHDOG_GRACE_S
+    assert gpu_check.call_problems(late, 0, 0, limits) == [f"timeout_s {late['timeout_s']} is above the limit 600 (--budget-s {most} at most)"]
+    # No limits given: nothing is checked.
+    assert gpu_check.call_problems(long_call, 100 * MIB, 100 * MIB, gpu_check.CallLimits()) == []
 
 
 def fake_prepared_checkout(root, wheel_bytes=1000):
@@ -136,20 +143,30 @@ def fake_prepared_checkout(root, wheel_bytes=1000):
 
 def test_plan_prints_the_call_and_records_what_was_prepared(tmp_path, capsys):
     fake_prepared_checkout(tmp_path)
-    assert gpu_check.plan(tmp_path, gpu_check.DEFAULT_BUDGET_S) == 0
+    assert gpu_check.plan(tmp_path, BUDGET_S, gpu_check.CallLimits(**LIMITS)) == 0
     out = capsys.readouterr().out
     call = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
-    assert call == gpu_check.device_call()
+    assert call == gpu_check.device_call(BUDGET_S)
     prepared = json.loads((tmp_path / ".gpu-check" / "prepared.json").read_text())
+    assert prepared["limits"] == LIMITS
     assert prepared["carry_bytes"] == 2 * 1000 + 3 * 10
     assert prepared["tree_bytes"] == len("tracked\n")
     assert {w["name"] for w in prepared["wheels"]} >= {"spacy_encoder-0.1.0-py3-none-any.whl"}
 
 
 def test_plan_refuses_a_carry_over_the_limit(tmp_path, capsys):
-    fake_prepared_checkout(tmp_path, wheel_bytes=31 * MIB)
-    assert gpu_check.plan(tmp_path, gpu_check.DEFAULT_BUDGET_S) == 1
-    assert "carried paths hold 62.0 MiB (limit 60 MiB)" in capsys.readouterr().err
+    fake_prepared_checkout(tmp_path, wheel_bytes=33 * MIB)
+    assert gpu_check.plan(tmp_path, BUDGET_S, gpu_check.CallLimits(**LIMITS)) == 1
+    assert "the carried paths (66.0 MiB) exceed 64 MiB together" in capsys.readouterr().err
+    assert gpu_check.plan(tmp_path, BUDGET_S) == 0  # no limits given
+
+
+def test_plan_takes_the_limits_on_its_command_line():
+    args = gpu_check.parse_args(["plan", "--budget-s", "300", "--max-timeout-s", "600", "--max-travel-mib", "64"])
+    assert (args.budget_s, args.max_timeout_s, args.max_travel_mib, args.max_command_chars) == (300, 600, 64, None)
+    with pytest.raises(SystemExit):
+        gpu_check.parse_args(["plan"])  # the budget is the caller's to choose
+    assert gpu_check.parse_args(["run"]).budget_s is None
 
 
 def test_the_markdown_report_renders_every_step():

@@ -20,20 +20,24 @@ VARIANTS = {("efficiency", 0): "", ("accuracy", 0): "_pretrained", ("efficiency"
 
 
 @pytest.mark.parametrize("task", ["ner", "textcat", "textcat_multilabel"])
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_init_config_settings_equal_the_projects_configs(task, variant):
+@pytest.mark.parametrize("variant", sorted(VARIANTS), ids=[VARIANTS[v].strip("_") or "base" for v in sorted(VARIANTS)])
+def test_init_config_gives_the_projects_configs(task, variant):
+    """Every setting of configs/<task><variant>.cfg (defaults filled; comments aside) is
+    what make_config gives: the files are init-config's output, not a second source."""
     optimize, vectors_width = variant
     ours = make_config([task], optimize=optimize, vectors_width=vectors_width)
     shipped = load_config(REPO / "configs" / f"{task}{VARIANTS[variant]}.cfg")
     shipped = spacy.util.load_model_from_config(shipped, auto_fill=True, validate=True).config  # defaults filled
-    assert ours["nlp"]["pipeline"] == shipped["nlp"]["pipeline"]
-    assert ours["components"]["tok2vec"]["model"] == shipped["components"]["tok2vec"]["model"]
-    assert ours["components"][task]["model"] == shipped["components"][task]["model"]
-    for section in ("max_steps", "patience", "dropout", "optimizer", "batcher", "before_update"):
-        assert ours["training"][section] == shipped["training"][section], section
-    for key in ("init_tok2vec", "after_init", "vectors"):
-        assert ours["initialize"][key] == shipped["initialize"][key], key
     assert ours["pretraining"]["objective"]["@architectures"] == "spacy.PretrainVectors.v1"
+    if variant == ("efficiency", 0):
+        # The one difference: the from-scratch configs pretrain with spaCy's character
+        # objective; make_config gives every config the vectors objective the shipped
+        # encoder was made with.
+        assert shipped["pretraining"]["objective"] == {"@architectures": "spacy.PretrainCharacters.v1", "maxout_pieces": 3, "hidden_size": 300, "n_characters": 4}
+        shipped["pretraining"]["objective"] = ours["pretraining"]["objective"]
+    assert list(ours) == list(shipped)
+    for section in ours:
+        assert ours[section] == shipped[section], section
 
 
 def write_corpus(path, nlp, tasks):

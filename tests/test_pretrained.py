@@ -11,9 +11,10 @@ import spacy
 from spacy.util import load_config, load_model_from_config
 
 import spacy_encoder.pretrained as pretrained
-from spacy_encoder.pretrained import PretrainedError
+from spacy_encoder.pretrained import DEFAULT, PretrainedError
+from spacy_encoder.pretrained.ship import continued
 
-from .conftest import REPO, load_tool
+from .conftest import REPO
 from .test_training import NER_DATA
 from .test_vectors import ner_examples
 
@@ -53,9 +54,9 @@ def shelf(tmp_path, monkeypatch):
 
 def test_a_shipped_encoder_loads_by_name_from_the_config(shelf):
     folder, tok2vec = shelf
-    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    ship(folder, DEFAULT, tok2vec.to_bytes())
     config = small_nlp()
-    assert config["initialize"]["init_tok2vec"] == {"@misc": "spacy-encoder.pretrained_tok2vec.v1", "name": "en-wiki-128"}
+    assert config["initialize"]["init_tok2vec"] == {"@misc": "spacy-encoder.pretrained_tok2vec.v1", "name": DEFAULT}
     nlp = initialized(config)
     doc = nlp.make_doc(TEXT)
     numpy.testing.assert_allclose(nlp.get_pipe("tok2vec").model.predict([doc])[0], tok2vec.predict([doc])[0], atol=1e-6)
@@ -69,15 +70,15 @@ def test_unknown_and_damaged_encoders_fail_with_one_line(shelf):
     with pytest.raises(PretrainedError, match=r"no shipped encoder named 'nope' \(shipped: none"):
         pretrained.weights_path("nope")
     weights = tok2vec.to_bytes()
-    ship(folder, "en-wiki-128", weights)
-    (folder / "en-wiki-128.bin").write_bytes(weights[:-10] + b"0123456789")
+    ship(folder, DEFAULT, weights)
+    (folder / f"{DEFAULT}.bin").write_bytes(weights[:-10] + b"0123456789")
     with pytest.raises(PretrainedError, match="is damaged: sha256"):
         initialized(small_nlp())
 
 
 def test_weights_of_another_architecture_fail_naming_both(shelf):
     folder, tok2vec = shelf
-    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    ship(folder, DEFAULT, tok2vec.to_bytes())
     with pytest.raises(ValueError, match=r"weights: width 32, .*depth 2, ff_width 64.*; config: width 32, .*depth 3, ff_width 64"):
         initialized(small_nlp(depth=3))
 
@@ -89,18 +90,18 @@ SHIPPED = sorted(pretrained.PRETRAINED_DIR.glob("*.json"))
 
 @pytest.mark.skipif(not SHIPPED, reason="no pretrained encoder in spacy_encoder/pretrained/ yet")
 def test_the_shipped_encoder_fits_its_config_and_says_where_it_came_from():
-    info = pretrained.meta("en-wiki-128")
+    info = pretrained.meta(DEFAULT)
     for key in ("architecture", "objective", "text", "words_seen", "license", "credit", "sha256", "command"):
         assert info.get(key), key
     assert "Wikipedia" in info["credit"]
-    path = pretrained.weights_path("en-wiki-128")  # checks the sha256
+    path = pretrained.weights_path(DEFAULT)  # checks the sha256
     assert path.stat().st_size < 20 * 2**20
     model = load_config(CONFIG)["components"]["tok2vec"]["model"]
     for key, value in info["architecture"].items():
         assert model[key] == value, key
     for name in ("ner_pretrained", "textcat_pretrained", "textcat_multilabel_pretrained"):
         config = load_config(REPO / "configs" / f"{name}.cfg")
-        assert config["initialize"]["init_tok2vec"]["name"] == "en-wiki-128", name
+        assert config["initialize"]["init_tok2vec"]["name"] == DEFAULT, name
         block = config["components"]["tok2vec"]["model"]
         assert {key: block[key] for key in info["architecture"]} == info["architecture"], name
 
@@ -155,28 +156,6 @@ def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
     assert 0 in epochs and 1 in epochs
 
 
-@pytest.mark.parametrize("task", ["ner", "textcat", "textcat_multilabel"])
-def test_pretrained_configs_are_their_base_config_plus_the_shipped_start(task):
-    """`tools/make_pretrained_configs.py` wrote them: an edit to a base config must be
-    carried over (rerun the tool), or the two would drift apart."""
-    tool = config_tool()
-    base = (REPO / "configs" / f"{task}.cfg").read_text()
-    assert tool.pretrained_variant(base, task) == (REPO / "configs" / f"{task}_pretrained.cfg").read_text()
-
-
-def config_tool():
-    """tools/make_pretrained_configs.py, imported from its path."""
-    return load_tool("make_pretrained_configs")
-
-
-
-def test_vectors_pretrained_configs_are_their_vectors_config_plus_the_shipped_start():
-    tool = config_tool()
-    for task in ("ner", "textcat", "textcat_multilabel"):
-        base = (REPO / "configs" / f"{task}_vectors.cfg").read_text()
-        assert tool.vectors_pretrained_variant(base, task) == (REPO / "configs" / f"{task}_vectors_pretrained.cfg").read_text(), task
-
-
 VECTORS_CONFIG = REPO / "configs" / "ner_vectors_pretrained.cfg"
 
 
@@ -201,7 +180,7 @@ def test_a_vectors_config_starts_from_weights_pretrained_without_vectors(shelf):
     vector columns of the mixer are zero), unlike a random start; training then gives
     the vector columns weight."""
     folder, tok2vec = shelf
-    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    ship(folder, DEFAULT, tok2vec.to_bytes())
     nlp = vectors_start()
     doc = nlp.make_doc(TEXT)  # "Paris" has no vector: zeros, no crash
     expected = tok2vec.predict([doc])[0]
@@ -223,7 +202,7 @@ def test_a_vectors_config_starts_from_weights_pretrained_without_vectors(shelf):
 
 def test_a_pretrained_start_that_does_not_fit_names_both(shelf):
     folder, tok2vec = shelf
-    ship(folder, "en-wiki-128", tok2vec.to_bytes())
+    ship(folder, DEFAULT, tok2vec.to_bytes())
     with pytest.raises(PretrainedError) as info:
         vectors_start(depth=3)
     message = str(info.value)
@@ -237,7 +216,7 @@ def test_start_from_pretrained_needs_exactly_one_source(tmp_path):
     with pytest.raises(PretrainedError, match="exactly one of name"):
         create_start_from_pretrained_v1()
     with pytest.raises(PretrainedError, match="exactly one of name"):
-        create_start_from_pretrained_v1(name="en-wiki-128", path="x.bin")
+        create_start_from_pretrained_v1(name=DEFAULT, path="x.bin")
     with pytest.raises(PretrainedError, match="no pretrained weights at"):
         read_pretrained_state(tmp_path / "missing.bin")
     (tmp_path / "junk.bin").write_bytes(b"not msgpack at all")
@@ -245,12 +224,55 @@ def test_start_from_pretrained_needs_exactly_one_source(tmp_path):
         read_pretrained_state(tmp_path / "junk.bin")
 
 
+def test_ship_pretrained_copies_the_weights_with_their_meta(tmp_path):
+    """`spacy-encoder ship-pretrained`: the weights as they are, beside a meta with the
+    architecture of the config, the words seen (spaCy's log), the time and the sha256;
+    a missing file or an unknown --continues fails in one line."""
+    import os
+
+    import srsly
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+    from spacy_encoder.pretrained.ship import SHAPE_SETTINGS
+
+    run = tmp_path / "pretrain"
+    run.mkdir()
+    (run / "config.cfg").write_text("")  # written when the run starts
+    weights = run / "model0.bin"
+    weights.write_bytes(b"the weights")
+    start = (run / "config.cfg").stat().st_mtime
+    os.utime(weights, (start + 100, start + 100))
+    srsly.write_jsonl(run / "log.jsonl", [{"epoch": 0, "step": 1, "nr_word": 40, "loss": 12.5, "epoch_loss": 6.25}])
+    srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": TEXT}] * 8)
+    out = tmp_path / "shelf"
+    args = [
+        "ship-pretrained", str(weights), "--config", str(CONFIG), "--raw-text", str(tmp_path / "raw.jsonl"), "--name", "tiny",
+        "--command", "spacy pretrain ...", "--machine", "here", "--output-dir", str(out),
+    ]
+    runner = CliRunner()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "tiny.bin").read_bytes() == b"the weights"
+    info = srsly.read_json(out / "tiny.json")
+    block = load_config(CONFIG)["components"]["tok2vec"]["model"]
+    assert info["architecture"] == {"@architectures": block["@architectures"], **{key: block[key] for key in SHAPE_SETTINGS}}
+    assert info["objective"] == dict(load_config(CONFIG)["pretraining"]["objective"])
+    assert (info["texts"], info["words_in_text"], info["words_seen"], info["epochs"]) == (8, 40, 40, 1.0)
+    assert info["loss"]["total"] == 12.5 and info["pretraining_seconds"] == 100
+    assert (info["name"], info["command"], info["machine"]) == ("tiny", "spacy pretrain ...", "here")
+    assert info["sha256"] == hashlib.sha256(b"the weights").hexdigest()
+    result = runner.invoke(app, [*args, "--continues", "no-such-encoder"])
+    assert result.exit_code == 1 and "no shipped encoder named 'no-such-encoder'" in " ".join(result.output.split())
+    result = runner.invoke(app, ["ship-pretrained", str(run / "model9.bin"), *args[2:]])
+    assert result.exit_code == 1 and "model9.bin: no such weights file" in " ".join(result.output.split())
+
+
 def test_a_continued_pretraining_sums_its_runs_and_keeps_each(shelf):
-    """`tools/ship_pretrained.py --continues NAME`: a run resumed from a shipped encoder
-    ships with the words, texts and seconds of both runs, each run kept in `history`,
-    and refuses a run of another architecture."""
+    """`spacy-encoder ship-pretrained --continues NAME`: a run resumed from a shipped
+    encoder ships with the words, texts and seconds of both runs, each run kept in
+    `history`, and refuses a run of another architecture."""
     folder, tok2vec = shelf
-    tool = load_tool("ship_pretrained")
     run = {
         "name": "", "architecture": {"width": 128}, "objective": {"loss": "cosine"}, "text": "slice 0", "texts": 10,
         "words_in_text": 1000, "words_seen": 700, "words_seen_note": "", "epochs": 0.7, "loss": {"total": 5.0},
@@ -262,13 +284,13 @@ def test_a_continued_pretraining_sums_its_runs_and_keeps_each(shelf):
 
     shelved("first", run)
     second = {**run, "name": "second", "text": "slice 1", "texts": 12, "words_in_text": 1100, "words_seen": 900, "epochs": 0.8, "pretraining_seconds": 150, "sha256": "x"}
-    out = tool.continued(second, "first")
+    out = continued(second, "first")
     assert (out["words_seen"], out["texts"], out["words_in_text"], out["pretraining_seconds"]) == (1600, 22, 2100, 250)
     assert out["text"] == "slice 0; then slice 1" and out["continues"] == "first" and out["sha256"] == "x"
     assert [(h["name"], h["words_seen"], h["epochs"]) for h in out["history"]] == [("first", 700, 0.7), ("second", 900, 0.8)]
     # continuing the continued run keeps the whole history
     shelved("second", out)
-    third = tool.continued({**second, "name": "third", "words_seen": 50}, "second")
+    third = continued({**second, "name": "third", "words_seen": 50}, "second")
     assert [h["name"] for h in third["history"]] == ["first", "second", "third"] and third["words_seen"] == 1650
-    with pytest.raises(SystemExit, match="--continues first: its architecture or objective is not the config's"):
-        tool.continued({**second, "architecture": {"width": 64}}, "first")
+    with pytest.raises(PretrainedError, match="--continues first: its architecture or objective is not the config's"):
+        continued({**second, "architecture": {"width": 64}}, "first")

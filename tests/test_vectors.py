@@ -428,6 +428,39 @@ def test_case_vectors_command_saves_a_cased_copy_and_fails_in_one_line(tmp_path)
     assert result.exit_code == 1 and "has no keys" in result.output
 
 
+def test_vector_coverage_counts_the_tokens_of_seen_and_unseen_names(tmp_path):
+    """`spacy-encoder vector-coverage`: by ORTH, as the encoder looks vectors up, a
+    lowercase table misses "Berlin"; its `case-vectors` copy reaches it. "Merkel" is a
+    name of the training corpus, "Berlin" is not."""
+    from spacy.tokens import DocBin
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    nlp = spacy.blank("en")
+
+    def corpus(name, text, ents):
+        doc = Example.from_dict(nlp.make_doc(text), {"entities": ents}).reference
+        DocBin(docs=[doc]).to_disk(tmp_path / name)
+
+    corpus("train.spacy", "Merkel spoke .", [(0, 6, "PER")])
+    corpus("test.spacy", "Merkel visited Berlin today", [(0, 6, "PER"), (15, 21, "LOC")])
+    glove = spacy.blank("en")
+    add_vectors(glove, ["merkel", "berlin", "visited", "Merkel"])
+    glove.to_disk(tmp_path / "glove")
+    runner = CliRunner()
+    assert runner.invoke(app, ["case-vectors", str(tmp_path / "glove"), str(tmp_path / "cased")]).exit_code == 0
+    args = ["vector-coverage", str(tmp_path / "train.spacy"), str(tmp_path / "test.spacy"), str(tmp_path / "glove"), str(tmp_path / "cased")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "| vectors | rows | keys | all tokens (4) | tokens of seen names (1) | tokens of unseen names (1) |"
+    assert lines[2] == f"| {tmp_path / 'glove'} | 4 | 4 | 50.0% | 100.0% | 0.0% |"
+    assert lines[3] == f"| {tmp_path / 'cased'} | 4 | 9 | 75.0% | 100.0% | 100.0% |"
+    result = runner.invoke(app, [*args[:3], str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "missing" in result.output
+
+
 # --- Concatenated tables (GloVe-cased + en_core_web_md) ------------------------------
 
 

@@ -1,17 +1,20 @@
 """The GPU check of issue 21: one prepared run on a lent CUDA machine.
 
-    bash .ci/gpu-check prepare       # here: wheels, corpora, and the device call to make
-    bash .ci/gpu-check device        # there (and here, where it only records the environment)
+    bash .ci/gpu-check prepare --budget-s N [limits]   # here: wheels, corpora, the device call
+    bash .ci/gpu-check device [--budget-s N]            # there (here it records the environment)
 
 `.ci/gpu-check` calls this file:
 
-    python tools/gpu_check.py plan   # print the device call; check its size limits
-    python tools/gpu_check.py run [--budget-s 420] [--steps env,pytest,train,infer,long]
+    python tools/gpu_check.py plan --budget-s N [--max-timeout-s S] [--max-travel-mib M]
+        [--max-command-chars C] [--max-carry-paths P]
+    python tools/gpu_check.py run [--budget-s N] [--steps env,pytest,train,infer,long]
 
-`run` writes everything under $OUT (default ./gpu-check-out): gpu-check.json (all
-figures), gpu-check.md (the same, readable) and log.txt (progress, pytest's output,
-tracebacks). Both result files are rewritten after every step, so a run stopped at any
-point leaves what it measured. A hard budget (--budget-s) bounds the whole run:
+`plan` prints the device call and checks it against the limits it is given (those of
+whatever tool lends the machine; none is checked unless given). `run` writes
+everything under $OUT (default ./gpu-check-out): gpu-check.json (all figures),
+gpu-check.md (the same, readable) and log.txt (progress, pytest's output, tracebacks).
+Both result files are rewritten after every step, so a run stopped at any point leaves
+what it measured. A hard budget (--budget-s; none by default) bounds the whole run:
 steps that no longer fit are skipped, saying so, and a watchdog stops the process
 shortly after the budget whatever it is doing. Without CUDA it records the
 environment, "no CUDA device: GPU steps skipped", and exits 0.
@@ -43,6 +46,7 @@ import threading
 import time
 import traceback
 import xml.etree.ElementTree as ElementTree
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -52,13 +56,6 @@ WHEEL_DIR = ".whl"  # git-excluded; spaCy's cp312 wheels and ours
 CARRY = [WHEEL_DIR, DATA_DIR]
 SPLITS = ("train", "dev", "test")
 DEFAULT_OUT = "gpu-check-out"
-
-# The device tool's limits (/work/.library/device/README.md), with margins.
-COMMAND_LIMIT = 2000  # characters of one command
-CARRY_LIMIT_MIB = 60  # the carried paths (the tool's limit covers them and the tree: 64)
-TRAVEL_LIMIT_MIB = 64  # tree + carry
-RUN_LIMIT_S = 600  # one command
-DEFAULT_BUDGET_S = 420  # leaves room in a 15-minute lease for the start and a short rerun
 INSTALL_GRACE_S = 75  # the wheel install and interpreter start, before the budget starts
 WATCHDOG_GRACE_S = 25
 
@@ -178,37 +175,43 @@ def mfu(words_per_s: float, train_flops_per_token: float, peak_tflops: Optional[
 # --- The device call (plan) -------------------------------------------------------------
 
 
-def device_command(budget_s: int = DEFAULT_BUDGET_S) -> str:
-    """The command to give the device tool. `.ci/gpu-check device` installs the
-    carried wheels itself, so the command stays this short."""
-    return f"PYTHONUNBUFFERED=1 bash .ci/gpu-check device --budget-s {int(budget_s)}"
+@dataclass(frozen=True)
+class CallLimits:
+    """What one device call may hold, as the tool that lends the machine states it;
+    None: not checked."""
+
+    timeout_s: Optional[float] = None  # seconds one command may run
+    travel_mib: Optional[float] = None  # the tree and the carried paths together
+    command_chars: Optional[int] = None
+    carry_paths: Optional[int] = None
 
 
-def device_timeout_s(budget_s: int = DEFAULT_BUDGET_S) -> int:
-    return min(RUN_LIMIT_S, int(budget_s) + INSTALL_GRACE_S + WATCHDOG_GRACE_S)
+def device_call(budget_s: float) -> Dict[str, Any]:
+    """The call's arguments: command, carry, timeout_s. `.ci/gpu-check device` installs
+    the carried wheels itself, so the command stays this short; the timeout leaves the
+    install and the watchdog their time beyond the budget."""
+    return {
+        "command": f"PYTHONUNBUFFERED=1 bash .ci/gpu-check device --budget-s {int(budget_s)}",
+        "carry": list(CARRY),
+        "timeout_s": int(budget_s) + INSTALL_GRACE_S + WATCHDOG_GRACE_S,
+    }
 
 
-def device_call(budget_s: int = DEFAULT_BUDGET_S) -> Dict[str, Any]:
-    """The `run` tool's arguments: command, carry, timeout_s."""
-    return {"command": device_command(budget_s), "carry": list(CARRY), "timeout_s": device_timeout_s(budget_s)}
-
-
-def call_problems(call: Dict[str, Any], carry_bytes: int, tree_bytes: int) -> List[str]:
-    """What keeps the call from fitting the device tool's limits (empty: it fits)."""
+def call_problems(call: Dict[str, Any], carry_bytes: int, tree_bytes: int, limits: CallLimits) -> List[str]:
+    """What keeps the call from fitting `limits` (empty: it fits)."""
     problems = []
-    if len(call["command"]) >= COMMAND_LIMIT:
-        problems.append(f"the command is {len(call['command'])} characters (limit {COMMAND_LIMIT})")
-    if len(call["carry"]) > 8:
-        problems.append(f"{len(call['carry'])} carried paths (limit 8)")
-    if not 1 <= call["timeout_s"] <= RUN_LIMIT_S:
-        problems.append(f"timeout_s {call['timeout_s']} is outside 1..{RUN_LIMIT_S}")
+    if limits.command_chars is not None and len(call["command"]) > limits.command_chars:
+        problems.append(f"the command is {len(call['command'])} characters (limit {limits.command_chars})")
+    if limits.carry_paths is not None and len(call["carry"]) > limits.carry_paths:
+        problems.append(f"{len(call['carry'])} carried paths (limit {limits.carry_paths})")
+    if limits.timeout_s is not None and call["timeout_s"] > limits.timeout_s:
+        most = int(limits.timeout_s) - INSTALL_GRACE_S - WATCHDOG_GRACE_S
+        problems.append(f"timeout_s {call['timeout_s']} is above the limit {limits.timeout_s:g} (--budget-s {most} at most)")
     mib = 1024 * 1024
-    if carry_bytes >= CARRY_LIMIT_MIB * mib:
-        problems.append(f"the carried paths hold {carry_bytes / mib:.1f} MiB (limit {CARRY_LIMIT_MIB} MiB)")
-    if carry_bytes + tree_bytes >= TRAVEL_LIMIT_MIB * mib:
+    if limits.travel_mib is not None and carry_bytes + tree_bytes > limits.travel_mib * mib:
         problems.append(
             f"the tree ({tree_bytes / mib:.1f} MiB) and the carried paths ({carry_bytes / mib:.1f} MiB) "
-            f"exceed {TRAVEL_LIMIT_MIB} MiB together"
+            f"exceed {limits.travel_mib:g} MiB together"
         )
     return problems
 
@@ -248,7 +251,7 @@ def git(root: Path, *args: str) -> str:
     return done.stdout.strip("\n") if done.returncode == 0 else ""
 
 
-def plan(root: Path, budget_s: int) -> int:
+def plan(root: Path, budget_s: float, limits: CallLimits = CallLimits()) -> int:
     """Check what `prepare` made, write DATA_DIR/prepared.json, print the device call."""
     problems = []
     wheels = sorted((root / WHEEL_DIR).glob("*.whl"))
@@ -262,7 +265,7 @@ def plan(root: Path, budget_s: int) -> int:
     call = device_call(budget_s)
     carry = sum(path_bytes(root / p) for p in CARRY if (root / p).exists())
     tree = tree_bytes(root)
-    problems += call_problems(call, carry, tree)
+    problems += call_problems(call, carry, tree, limits)
     prepared = {
         "prepared_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git(root, "rev-parse", "HEAD"),
@@ -270,6 +273,7 @@ def plan(root: Path, budget_s: int) -> int:
         "wheels": [{"name": w.name, "bytes": w.stat().st_size, "sha256": sha256(w)} for w in wheels],
         "corpora": {s: path_bytes(root / DATA_DIR / f"{s}.spacy") for s in SPLITS if (root / DATA_DIR / f"{s}.spacy").is_file()},
         "call": call,
+        "limits": asdict(limits),
         "carry_bytes": carry,
         "tree_bytes": tree,
     }
@@ -277,16 +281,14 @@ def plan(root: Path, budget_s: int) -> int:
         (root / DATA_DIR / "prepared.json").write_text(json.dumps(prepared, indent=2) + "\n", encoding="utf8")
     mib = 1024 * 1024
     print(f"carry: {carry / mib:.1f} MiB in {', '.join(CARRY)}; tree: {tree / mib:.1f} MiB; "
-          f"together {(carry + tree) / mib:.1f} MiB (limit {TRAVEL_LIMIT_MIB})")
-    print(f"command: {len(call['command'])} characters (limit {COMMAND_LIMIT})")
+          f"together {(carry + tree) / mib:.1f} MiB; command: {len(call['command'])} characters")
     if problems:
         for problem in problems:
             print(f"gpu-check prepare: {problem}", file=sys.stderr)
         return 1
-    print("\nThe device call (the `run` tool), when a device is lent:")
+    print("\nThe device call (command, carry, timeout_s):")
     print(json.dumps(call))
-    print(f"\nIt writes $OUT/gpu-check.json, gpu-check.md and log.txt; it ends inside "
-          f"{call['timeout_s']} s. Give the machine back afterwards unless you rerun at once.")
+    print(f"\nIt writes $OUT/gpu-check.json, gpu-check.md and log.txt; it ends inside {call['timeout_s']} s.")
     return 0
 
 
@@ -296,11 +298,11 @@ def plan(root: Path, budget_s: int) -> int:
 class Report:
     """The results, written to OUT after every step (atomically), and a log."""
 
-    def __init__(self, out: Path, budget_s: float) -> None:
+    def __init__(self, out: Path, budget_s: Optional[float]) -> None:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.t0 = time.monotonic()
-        self.deadline = self.t0 + budget_s
+        self.deadline = math.inf if budget_s is None else self.t0 + budget_s
         self.lock = threading.RLock()
         self.current = "start"
         self.watchdog: Optional[threading.Timer] = None
@@ -743,7 +745,7 @@ def step_infer(report: Report, record: Dict[str, Any], args: argparse.Namespace,
     precision), per batch size; the scripted encoder's vectors against eager's."""
     import numpy
 
-    from spacy_encoder.architectures import script_encoder
+    from spacy_encoder.deploy import script_encoder
 
     deadline = time.monotonic() + slice_s
     nlp = state.get("fp32")
@@ -802,7 +804,7 @@ def step_long(report: Report, record: Dict[str, Any], args: argparse.Namespace, 
     trainer = Trainer(config, gpu)
     record["precision"] = "fp32"
     record["batch"] = "configs/ner.cfg's (compounding 100 to 1000 words)"
-    record["train_seconds_asked"] = round(train_s, 1)
+    record["train_seconds_asked"] = round(train_s, 1) if math.isfinite(train_s) else None  # None: no budget
     corpus_words = sum(len(eg.predicted) for eg in trainer.train_corpus(trainer.nlp))
     deadline = time.monotonic() + train_s
     words = 0
@@ -852,7 +854,8 @@ def free(state: Dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out or os.environ.get("OUT") or (REPO / DEFAULT_OUT))
     report = Report(out, args.budget_s)
-    start_watchdog(report, WATCHDOG_GRACE_S)
+    if args.budget_s is not None:
+        start_watchdog(report, WATCHDOG_GRACE_S)
     logging.basicConfig(
         level=logging.INFO, format="%(name)s %(levelname)s: %(message)s",
         handlers=[logging.StreamHandler(report._log)],
@@ -861,7 +864,7 @@ def run(args: argparse.Namespace) -> int:
     os.chdir(REPO)
     steps = set(args.steps)
     report.data["args"] = {k: v for k, v in vars(args).items() if k != "func"}
-    report.log(f"gpu-check: results to {out}; budget {args.budget_s} s; steps {', '.join(s for s in ALL_STEPS if s in steps)}")
+    report.log(f"gpu-check: results to {out}; budget {budget_text(args.budget_s)}; steps {', '.join(s for s in ALL_STEPS if s in steps)}")
     env = report.step("environment")
     run_step(report, "environment", lambda rec: step_environment(report, rec, measure_peaks=not args.allow_cpu))
     cuda = bool(env.get("cuda_available"))
@@ -883,7 +886,7 @@ def run(args: argparse.Namespace) -> int:
     def fits(name: str, needed_s: float) -> bool:
         left = report.remaining()
         if left < needed_s:
-            report.skip(name, f"budget: {left:.0f} s of {args.budget_s} s left, the step needs about {needed_s:.0f} s")
+            report.skip(name, f"budget: {left:.0f} s of {args.budget_s:g} s left, the step needs about {needed_s:.0f} s")
             return False
         return True
 
@@ -984,7 +987,7 @@ def not_run(step: Optional[Dict[str, Any]]) -> Optional[str]:
 def render_markdown(data: Dict[str, Any]) -> str:
     steps = data.get("steps", {})
     lines = ["# GPU check (issue 21)", ""]
-    lines.append(f"Started {data.get('started')}, budget {data.get('budget_s')} s, elapsed {data.get('elapsed_s')} s.")
+    lines.append(f"Started {data.get('started')}, budget {budget_text(data.get('budget_s'))}, elapsed {data.get('elapsed_s')} s.")
     if data.get("summary"):
         lines += ["", f"**{data['summary']}**"]
     for note in data.get("notes", []):
@@ -1067,6 +1070,10 @@ def render_markdown(data: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def budget_text(budget_s: Optional[float]) -> str:
+    return "none" if budget_s is None else f"{budget_s:g} s"
+
+
 def _fmt(value: Any) -> str:
     return f"{value / 1e6:.2f} M" if isinstance(value, (int, float)) else str(value)
 
@@ -1081,11 +1088,15 @@ def _pct(value: Any) -> str:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="print the device call and check its limits (run by `.ci/gpu-check prepare`)")
-    p.add_argument("--budget-s", type=int, default=DEFAULT_BUDGET_S)
+    p = sub.add_parser("plan", help="print the device call and check it against the limits given (run by `.ci/gpu-check prepare`)")
+    p.add_argument("--budget-s", type=int, required=True, help="the run's budget (see run --budget-s)")
+    p.add_argument("--max-timeout-s", type=float, default=None, help="seconds one device command may run")
+    p.add_argument("--max-travel-mib", type=float, default=None, help="MiB the tree and the carried paths may hold together")
+    p.add_argument("--max-command-chars", type=int, default=None, help="characters one device command may have")
+    p.add_argument("--max-carry-paths", type=int, default=None, help="how many paths a call may carry")
     r = sub.add_parser("run", help="run the check, results under $OUT (run by `.ci/gpu-check device`)")
     r.add_argument("--out", default=None, help="results folder (default: $OUT, else ./gpu-check-out)")
-    r.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="hard limit of the whole run")
+    r.add_argument("--budget-s", type=float, default=None, help="hard limit of the whole run (default: none)")
     r.add_argument("--steps", type=lambda s: [x for x in s.split(",") if x], default=list(ALL_STEPS),
                    help=f"comma-separated subset of {','.join(ALL_STEPS)} (env always runs)")
     r.add_argument("--data", default=DATA_DIR, help="folder with train/dev/test.spacy")
@@ -1106,19 +1117,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     r.add_argument("--eval-limit", type=int, default=0, help="only the first N dev and test docs (smoke tests)")
     r.add_argument("--final-reserve-s", type=float, default=10)
     args = parser.parse_args(argv)
+    if args.budget_s is not None and args.budget_s <= 0:
+        parser.error("--budget-s must be above 0")
     if args.command == "run":
         unknown = [s for s in args.steps if s not in ALL_STEPS]
         if unknown:
             parser.error(f"unknown steps {unknown}; choose from {','.join(ALL_STEPS)}")
-        if not 0 < args.budget_s <= RUN_LIMIT_S:
-            parser.error(f"--budget-s must be in (0, {RUN_LIMIT_S}]")
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.command == "plan":
-        return plan(REPO, args.budget_s)
+        limits = CallLimits(args.max_timeout_s, args.max_travel_mib, args.max_command_chars, args.max_carry_paths)
+        return plan(REPO, args.budget_s, limits)
     return run(args)
 
 

@@ -4,7 +4,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import typer
 from wasabi import msg
@@ -15,7 +15,7 @@ from . import app, load_pipeline
 @app.command("benchmark-accuracy")
 def benchmark_accuracy_command(
     corpus_dir: Path = typer.Option(Path("corpus"), "--corpus-dir", help="Folder with conll2003/, sst2/, goemotions-multilabel/ .spacy files (project.yml's convert-* commands)"),
-    configs_dir: Path = typer.Option(Path("configs"), "--configs-dir", help="Our configs (ner.cfg, textcat.cfg, textcat_multilabel.cfg)"),
+    configs_dir: Optional[Path] = typer.Option(None, "--configs-dir", help="Read our configs from this folder (ner.cfg, textcat.cfg, textcat_multilabel.cfg and their _vectors, _pretrained variants); default: as `init-config` writes them"),
     work_dir: Path = typer.Option(Path("training/accuracy"), "--work-dir", help="One folder per run: config, logs, model, result.json"),
     output_dir: Path = typer.Option(Path("metrics/accuracy"), "--output-dir", "-o", help="Where accuracy.json and accuracy.md go"),
     tasks: List[str] = typer.Option(["conll2003", "sst2", "goemotions"], "--task", help="conll2003, sst2, goemotions (repeatable)"),

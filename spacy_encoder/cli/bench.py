@@ -119,7 +119,7 @@ def bench_command(
     results["padding"] = {
         "conll_train_batch_by_words": bench.padding_waste(bench.column_texts(conll_train, 10), "train"),
         "conll_test_pipe_256": bench.padding_waste(texts["ner10"], "pipe"),
-        "sst2_dev_pipe_256": bench.padding_waste(texts["sst2"], "pipe"),
+        "sst2_dev_pipe_256": bench.padding_waste(texts["sst2"], "pipe", "textcat"),
     }
     results["other_cpu_share"] = other.share()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

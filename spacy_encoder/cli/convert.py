@@ -247,3 +247,35 @@ def concat_vectors(
         out.vocab.vectors = vectors
         out.to_disk(output_dir)
     msg.good(f"{output_dir}: {len(words):,} keys on {data.shape[0]:,} rows of {data.shape[1]} ({widths}) floats")
+
+
+@app.command("vector-coverage")
+def vector_coverage(
+    train_path: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names were seen.")],
+    test_path: Annotated[Path, typer.Argument(metavar="TEST", help="The corpus (.spacy) whose tokens are looked up.")],
+    vectors: Annotated[list[str], typer.Argument(metavar="VECTORS...", help="Pipelines with vectors (folders or package names).")],
+) -> None:
+    """Which tokens a vectors table reaches: the share of TEST's tokens, and of the
+    tokens of its names seen / unseen in TRAIN (as `unseen-entities` counts them), that
+    have a vector, looked up by the table's key attribute as the encoder and spaCy's
+    StaticVectors do. Prints a markdown table, one row per VECTORS."""
+    import spacy
+
+    from .. import corpora
+    from ..inspect.evaluation import entity_names
+    from ..static_vectors import vector_coverage as coverage
+
+    with _fail_cleanly():
+        nlp = spacy.blank("en")
+        seen = entity_names(list(corpora.read_docbin(train_path, nlp.vocab)))
+        test = list(corpora.read_docbin(test_path, nlp.vocab))
+        rows = []
+        for path in vectors:
+            table = spacy.load(path).vocab.vectors
+            rows.append((path, table, coverage(table, test, seen)))
+    groups = {group: n for group, (n, _) in rows[0][2].items()}
+    print("| vectors | rows | keys | " + " | ".join(f"{g} ({n:,})" for g, n in groups.items()) + " |")
+    print("|---" * (3 + len(groups)) + "|")
+    for path, table, shares in rows:
+        cells = " | ".join(f"{100 * share:.1f}%" for _, share in shares.values())
+        print(f"| {path} | {table.shape[0]:,} | {len(table.key2row):,} | {cells} |")

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from wasabi import msg
 
+from ..init_config import VECTORS_WIDTH
+from ..pretrained import DEFAULT as PRETRAINED
 from . import app
 
 
@@ -25,10 +27,10 @@ def init_config_command(
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated components, e.g. ner,textcat.")] = "ner",
     optimize: Annotated[
         Optimize,
-        typer.Option("--optimize", "-o", help="efficiency: the encoder from scratch; accuracy: from the shipped pretrained encoder (en-wiki-128)."),
+        typer.Option("--optimize", "-o", help=f"efficiency: the encoder from scratch; accuracy: from the shipped pretrained encoder ({PRETRAINED})."),
     ] = Optimize.efficiency,
     vectors: Annotated[bool, typer.Option("--vectors", help="Read static vectors (then train with --paths.vectors, e.g. en_core_web_md).")] = False,
-    vectors_width: Annotated[int, typer.Option("--vectors-width", min=1, help="Width of those vectors (300 for en_core_web_md/lg, 50 for GloVe 6B 50d).")] = 300,
+    vectors_width: Annotated[int, typer.Option("--vectors-width", min=1, help="Width of those vectors (300 for en_core_web_md/lg, 50 for GloVe 6B 50d).")] = VECTORS_WIDTH,
     gpu: Annotated[bool, typer.Option("--gpu", "-G", help="Mixed precision and the PyTorch allocator (train with --gpu-id 0).")] = False,
     lang: Annotated[str, typer.Option("--lang", "-l", help="Language code of the pipeline.")] = "en",
     force: Annotated[bool, typer.Option("--force", "-F", help="Overwrite OUTPUT if it exists.")] = False,

@@ -1,4 +1,5 @@
-"""`spacy-encoder pretrained`: the encoders that ship inside the package."""
+"""`spacy-encoder pretrained`, `pretrain-slice` and `ship-pretrained`: the encoders
+that ship inside the package."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from wasabi import msg
 
+from ..pretrained import DEFAULT, PretrainedError
 from . import app
 
 
@@ -18,7 +20,7 @@ def list_pretrained(
     `[initialize] init_tok2vec = {"@misc":"spacy-encoder.pretrained_tok2vec.v1","name":NAME}`."""
     import srsly
 
-    from ..pretrained import PretrainedError, available, meta, weights_path
+    from ..pretrained import available, meta, weights_path
 
     if name is None:
         shipped = available()
@@ -75,3 +77,35 @@ def pretrain_slice(
         args += ["--resume-path", str(resume), "--epoch-resume", str(slice_)]
     msg.info(" ".join(args[1:]))
     raise typer.Exit(subprocess.call(args))
+
+
+@app.command("ship-pretrained")
+def ship_pretrained(
+    weights: Annotated[Path, typer.Argument(metavar="WEIGHTS", help="A modelN.bin (or modelN.temp.bin) written by `spacy pretrain`.")],
+    config_path: Annotated[Path, typer.Option("--config", help="The config it was pretrained with.")],
+    raw_text: Annotated[Path, typer.Option("--raw-text", help="The JSONL it was pretrained on.")],
+    command: Annotated[str, typer.Option("--command", help="The `spacy pretrain` command, for the meta.")],
+    machine: Annotated[str, typer.Option("--machine", help="Where and how it ran, e.g. '2-core x86_64 CPU, one torch thread'.")],
+    name: Annotated[str, typer.Option("--name", help="The name to ship it under.")] = DEFAULT,
+    log: Annotated[Optional[Path], typer.Option("--log", help="spaCy's log.jsonl of the run (default: beside WEIGHTS); for a .temp.bin, a copy taken with it.")] = None,
+    continues: Annotated[Optional[str], typer.Option("--continues", metavar="NAME", help="The shipped encoder this run resumed from (--resume-path): its words, text and time are added to this run's.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="What the text is, for the meta (default: English Wikipedia as `spacy-encoder wiki-text` converts it).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Where NAME.bin and NAME.json go (default: the package's pretrained/ folder).")] = None,
+) -> None:
+    """Ship a `spacy pretrain` output inside the package: WEIGHTS copied to NAME.bin,
+    and NAME.json with the architecture the weights fit, the objective, the text, the
+    words seen, the loss and speed, license and credit, and the sha256."""
+    from ..pretrained.ship import WIKIPEDIA_TEXT, pretraining_meta, ship
+
+    for path, what in ((weights, "weights"), (config_path, "config"), (raw_text, "raw text")):
+        if not path.exists():
+            msg.fail(f"{path}: no such {what} file", exits=1)
+    try:
+        info = pretraining_meta(
+            weights, config_path, raw_text, name=name, command=command, machine=machine, text=text or WIKIPEDIA_TEXT,
+            log=log, continues=continues,
+        )
+    except (PretrainedError, OSError) as err:
+        msg.fail(str(err), exits=1)
+    target = ship(weights, info, output_dir)
+    msg.good(f"{target}: {target.stat().st_size / 2**20:.1f} MB, {info['words_seen']:,} words seen, sha256 {info['sha256'][:12]}")

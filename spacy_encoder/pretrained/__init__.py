@@ -19,9 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRETRAINED_DIR", "PretrainedError", "available", "meta", "weights_path"]
+__all__ = ["DEFAULT", "PRETRAINED_DIR", "PretrainedError", "available", "meta", "weights_path"]
 
 PRETRAINED_DIR = Path(__file__).parent
+# The encoder that `init-config --optimize accuracy` and configs/*_pretrained.cfg start from.
+DEFAULT = "en-wiki-128"
 
 
 class PretrainedError(ValueError):

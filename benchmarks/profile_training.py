@@ -1,16 +1,15 @@
 """Where the time of NER training goes: cProfile over 20 `nlp.update` calls of about
-1,000 words (the bench's training batches), untrained configs/ner.cfg (issue 20).
+1,000 words (the bench's training batches), untrained, configs/ner.cfg's settings
+(issue 20).
 
-    python tools/profile_training.py
+    python benchmarks/profile_training.py
 """
 import cProfile
 import io
 import pstats
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spacy_encoder import bench
 from spacy.training import Example
 from spacy.training.batchers import minibatch_by_words
@@ -40,7 +39,7 @@ want = {
  "torch forward (shim begin_update)": ("pytorch.py", "begin_update"),
  "backprop into tok2vec (torch autograd)": ("pytorch.py", "backprop"),
  "ner component update": ("transition_parser.pyx", "update"),
- "finish_update (our torch shim: Adam on torch params)": ("layers.py", "finish_update"),
+ "finish_update (our torch shim: Adam on torch params)": ("shims.py", "finish_update"),
  "optimizer calls (thinc Adam, all params)": ("optimizers.py", "__call__"),
  "listener receive/backprop": ("tok2vec.py", "backprop"),
 }

@@ -3,12 +3,13 @@ repository, interleaved (issue 20): `spacy_encoder.bench.measure_training`, the 
 own training measurement, one fresh process per measurement, the order rotated each
 round, medians and the ratio to the variant named by --base.
 
-    python tools/train_ab.py before=/tmp/old:ner-ours after=.:ner-ours \
+    python benchmarks/train_ab.py before=/tmp/old:ner-ours after=.:ner-ours \
         after-fd=.:ner-ours-fast-dropout cnn=.:ner-cnn-efficiency --base cnn --rounds 5 --steps 40
 
 A variant is LABEL=TREE:PIPELINE, PIPELINE one of `spacy_encoder.bench.PIPELINES`; TREE
 is a checkout (e.g. `git worktree add /tmp/old <commit>`) whose `spacy_encoder` the
-process imports instead of the installed one. Run it on a quiet machine.
+measuring process imports instead of the installed one (it runs in TREE with TREE on
+its PYTHONPATH). Run it on a quiet machine.
 """
 import argparse
 import json
@@ -20,11 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
-import json, os, sys, warnings
+import json, sys, warnings
 warnings.filterwarnings("ignore")
-# The editable install's finder would import the installed tree: drop it, put TREE first.
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, os.environ["SPACY_ENCODER_TREE"])
 import spacy_encoder
 from spacy_encoder import bench
 result = bench.measure_training(**json.loads(sys.stdin.read()))
@@ -52,7 +50,6 @@ def main() -> None:
         parser.error(f"--base {args.base!r} is none of the labels")
     if not args.train.exists():
         parser.error(f"{args.train}: no CoNLL-03 train file (the bench's training text)")
-    sys.path.insert(0, str(ROOT))
     from spacy_encoder import bench
 
     texts = bench.column_texts(args.train, 10, 300)
@@ -60,9 +57,13 @@ def main() -> None:
     runs = {label: [] for label, _, _ in variants}
     for r in range(args.rounds):
         for label, tree, name in variants[r % len(variants) :] + variants[: r % len(variants)]:
-            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "SPACY_ENCODER_TREE": tree}
+            # PYTHONPATH's entries come before the installed package (an editable
+            # install's finder too), and `-c` puts the working directory first.
+            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONPATH": tree}
             request = {"name": name, "texts": texts, "n_steps": args.steps, "batch_words": 1000}
-            proc = subprocess.run([sys.executable, "-c", CHILD], input=json.dumps(request), capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD], input=json.dumps(request), capture_output=True, text=True, env=env, cwd=tree
+            )
             if proc.returncode:
                 sys.exit(f"{label}: the measurement failed:\n{proc.stderr[-2000:]}")
             result = json.loads(proc.stdout.strip().splitlines()[-1])

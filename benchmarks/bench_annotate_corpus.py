@@ -1,7 +1,7 @@
 """Throughput of `annotate-corpus`: nlp.pipe with n_process 1 and 2, and the Ray engine
 with 1 and 2 workers, on the same synthetic corpus in the same run.
 
-    python tools/bench_annotate_corpus.py MODEL --n-docs 20000 [--engines pipe1,pipe2,ray1,ray2]
+    python benchmarks/bench_annotate_corpus.py MODEL --n-docs 20000 [--engines pipe1,pipe2,ray1,ray2]
 
 Prints docs/s and words/s of each, Ray's per-worker efficiency (Ray docs/s per worker
 divided by nlp.pipe n_process=1 docs/s, steady state) and its fixed start-up cost

@@ -1,9 +1,9 @@
 """Where the time of NER inference goes, stage by stage (issue 20's profile).
 
-    python tools/profile_inference.py ../shared/corpora/conll2003/test.txt --sents-per-doc 10
-    python tools/profile_inference.py ../shared/corpora/conll2003/test.txt --sents-per-doc 1
+    python benchmarks/profile_inference.py ../shared/corpora/conll2003/test.txt --sents-per-doc 10
+    python benchmarks/profile_inference.py ../shared/corpora/conll2003/test.txt --sents-per-doc 1
 
-It builds the bench's NER pipeline (`configs/ner.cfg`, untrained weights: a trained
+It builds the bench's NER pipeline (configs/ner.cfg's settings, untrained weights: a trained
 model costs the same per token) and runs the steps of `nlp.pipe(batch_size=B)` one by
 one over the same docs, timing each: spaCy's tokenizer, our feature extraction
 (`doc.to_array`), the window and bucket plan, padding, the torch forward (split further
@@ -14,13 +14,10 @@ the split misses shows as "other".
 """
 import argparse
 import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -38,14 +35,15 @@ def main() -> None:
     from statistics import median
 
     from spacy_encoder import bench
-    from spacy_encoder.layers import extract_features, plan_windows
+    from spacy_encoder.buckets import plan_windows
+    from spacy_encoder.layers import extract_features
+    from spacy_encoder.nodes import torch_module
 
     texts = bench.column_texts(args.conll, args.sents_per_doc)
     nlp = bench.build_pipeline({"none": "ner-ours", "freeze": "ner-ours-frozen", "int8": "ner-ours-int8"}[args.optimize])
     tok2vec, ner = nlp.get_pipe("tok2vec"), nlp.get_pipe("ner")
     t2v = tok2vec.model
-    layer = t2v.layers[0]
-    module = layer.shims[0]._model
+    module = torch_module(t2v)
     if getattr(module, "training", False):
         module.eval()
     B = args.batch_size
