@@ -1,4 +1,4 @@
-"""Throughput of `annotate-corpus`: nlp.pipe with n_process 1 and 2, and the Ray engine
+"""Throughput of `annotate corpus`: nlp.pipe with n_process 1 and 2, and the Ray engine
 with 1 and 2 workers, on the same synthetic corpus in the same run.
 
     python benchmarks/bench_annotate_corpus.py MODEL --n-docs 20000 [--engines pipe1,pipe2,ray1,ray2]

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--sents-per-doc", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="median over rounds")
-    parser.add_argument("--optimize", default="none", help="none (eager), freeze or int8: as `spacy-encoder script --optimize`")
+    parser.add_argument("--optimize", default="none", help="none (eager), freeze or int8: as `spacy-encoder deploy script --optimize`")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

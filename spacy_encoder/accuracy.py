@@ -70,7 +70,7 @@ class Run:
 
 def base_config(task: Task, system: str, configs_dir: Optional[Path] = None, vectors: Optional[str] = None) -> Config:
     """The config a user of `system` would start from, not interpolated: ours as
-    `spacy-encoder init-config` writes it, or read from `configs_dir` where given
+    `spacy-encoder init config` writes it, or read from `configs_dir` where given
     (`<config>[_vectors][_pretrained].cfg`). With `vectors` (a folder or package name),
     every system gets those static vectors: ours with their width, spaCy's configs with
     `include_static_vectors = true`."""

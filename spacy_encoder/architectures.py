@@ -303,7 +303,7 @@ def build_scripted_tok2vec_v1(
     grad_scaler_config: Dict[str, Any] = {},
 ) -> Model[List[Doc], List[Floats2d]]:
     """A TorchScript tok2vec loaded from a saved pipeline: the graph and weights come
-    from the pipeline's files (written by `spacy-encoder script`), so no Python class
+    from the pipeline's files (written by `spacy-encoder deploy script`), so no Python class
     is needed to rebuild it. It cannot be initialized from scratch; train
     `spacy-encoder.TransformerTok2Vec.v1` instead. Arguments as there; they must
     match the saved module, so they have no defaults, except the two run-time

@@ -20,7 +20,7 @@ TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 
 # name -> (task, how the pipeline is built)
 # "config": "ours" (`ours_config`) or spaCy's `init config --optimize` value;
-# "optimize": `spacy-encoder script --optimize` modes (architectures.INFERENCE_MODES);
+# "optimize": `spacy-encoder deploy script --optimize` modes (architectures.INFERENCE_MODES);
 # "vectors": the pipeline is given the static vectors folder of the run (--vectors);
 # "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only).
 PIPELINES: Dict[str, Dict[str, Any]] = {
@@ -69,7 +69,7 @@ def tsv_texts(path: Path, limit: Optional[int] = None) -> List[str]:
 
 
 def ours_config(task: str, vectors_width: int = 0):
-    """Our config for `task`, as `spacy-encoder init-config` writes it (the settings of
+    """Our config for `task`, as `spacy-encoder init config` writes it (the settings of
     configs/<task>.cfg, or with `vectors_width` of configs/<task>_vectors.cfg), not
     interpolated."""
     from .init_config import make_config

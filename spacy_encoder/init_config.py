@@ -1,5 +1,5 @@
 """Complete training configs with our tok2vec, from a list of components: what `spacy
-init config` does for spaCy's CNN, for `spacy-encoder init-config`.
+init config` does for spaCy's CNN, for `spacy-encoder init config`.
 
 spaCy's own `init_config` writes the skeleton (paths, corpora, components, scorers,
 score weights), so the output is laid out as users know it; then the shared `tok2vec`

@@ -161,7 +161,7 @@ class _Reinitialize:
             return
         if inference_only(self._model):
             logger.warning(
-                "spacy-encoder: this encoder was optimized for inference (spacy-encoder script "
+                "spacy-encoder: this encoder was optimized for inference (spacy-encoder deploy script "
                 "--optimize) and has no trainable weights; initialize() keeps it as it is."
             )
             return
@@ -199,7 +199,7 @@ class EncoderShim(_Reinitialize, _TrainingShim, _InferencePredict, PyTorchShim):
 
 def inference_only(module: Any) -> bool:
     """True for a module with no trainable weights: one frozen (and perhaps quantized)
-    for inference by `spacy-encoder script --optimize freeze|int8`."""
+    for inference by `spacy-encoder deploy script --optimize freeze|int8`."""
     return isinstance(module, torch.jit.ScriptModule) and next(iter(module.parameters()), None) is None
 
 
@@ -209,7 +209,7 @@ class ScriptedEncoderShim(_Reinitialize, _TrainingShim, _InferencePredict, Torch
     def begin_update(self, inputs: ArgsKwargs) -> Any:
         if self._model is not None and inference_only(self._model):
             raise ValueError(
-                "spacy-encoder: this encoder was optimized for inference (spacy-encoder script "
+                "spacy-encoder: this encoder was optimized for inference (spacy-encoder deploy script "
                 "--optimize freeze|int8: its weights are constants) and cannot be trained; train "
                 "the eager pipeline it was made from, or freeze the component (frozen_components)."
             )

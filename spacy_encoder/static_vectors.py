@@ -7,7 +7,7 @@ tables only), so the saved table is read by ORTH and every capitalised token fin
 vector: on CoNLL-03 test, 73.1% of tokens and 1.9% of the tokens of names unseen in
 training have a GloVe 6B vector by ORTH. `add_case_keys` maps the cased forms of each
 lowercase key to the same row, as `en_core_web_md` does (684,830 keys onto 20,000
-rows): no new rows, and 94.9% and 82.1% (`spacy-encoder vector-coverage`, docs/benchmarks.md).
+rows): no new rows, and 94.9% and 82.1% (`spacy-encoder vectors coverage`, docs/benchmarks.md).
 """
 from typing import Collection, Dict, List, Sequence, Set, Tuple
 

@@ -172,12 +172,12 @@ def test_benchmark_end_to_end_then_tune_threshold(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus" / "goemotions-multilabel"
     for split, limit in (("train", 40), ("dev", 30), ("test", 30)):
         done = _run_cli(
-            "convert-goemotions", str(REPO / "corpus" / "goemotions" / f"{split}.tsv"), str(corpus / f"{split}.spacy"),
+            "convert", "goemotions", str(REPO / "corpus" / "goemotions" / f"{split}.tsv"), str(corpus / f"{split}.spacy"),
             "--labels", str(REPO / "corpus" / "goemotions" / "emotions.txt"), "--view", "multilabel", "--limit", str(limit),
             cwd=tmp_path,
         )
         assert done.returncode == 0, done.stderr
-    args = ("benchmark-accuracy", "--task", "goemotions", "--system", "spacy-encoder",
+    args = ("bench", "accuracy", "--task", "goemotions", "--system", "spacy-encoder",
             "--system", "spacy-cnn-efficiency", "--budget", "equal", "--cap-steps", "2", "--eval-frequency", "1")
     done = _run_cli(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -195,7 +195,7 @@ def test_benchmark_end_to_end_then_tune_threshold(tmp_path: Path) -> None:
 
     model = tmp_path / "training" / "accuracy" / "goemotions-spacy-encoder-equal" / "output" / "model-best"
     tuned = tmp_path / "tuned"
-    done = _run_cli("tune-threshold", str(model), str(corpus / "dev.spacy"), "--output", str(tuned), cwd=tmp_path)
+    done = _run_cli("bench", "threshold", str(model), str(corpus / "dev.spacy"), "--output", str(tuned), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     chosen = runs["goemotions-spacy-encoder-equal"]["eval"]["threshold"]
     nlp = spacy.load(tuned)
@@ -205,13 +205,13 @@ def test_benchmark_end_to_end_then_tune_threshold(tmp_path: Path) -> None:
 
 
 def test_benchmark_names_missing_corpora(tmp_path: Path) -> None:
-    done = _run_cli("benchmark-accuracy", "--configs-dir", str(CONFIGS), "--task", "conll2003", cwd=tmp_path)
+    done = _run_cli("bench", "accuracy", "--configs-dir", str(CONFIGS), "--task", "conll2003", cwd=tmp_path)
     assert done.returncode == 1
     assert "Missing corpora" in done.stdout and "conll2003/train.spacy" in done.stdout
 
 
 def test_benchmark_rejects_unknown_task(tmp_path: Path) -> None:
-    done = _run_cli("benchmark-accuracy", "--task", "imdb", cwd=tmp_path)
+    done = _run_cli("bench", "accuracy", "--task", "imdb", cwd=tmp_path)
     assert done.returncode == 1 and "Unknown --task imdb" in done.stdout
 
 
@@ -221,5 +221,5 @@ def test_tune_threshold_refuses_pipeline_without_component(tmp_path: Path) -> No
     from spacy.tokens import DocBin
 
     DocBin(docs=[spacy.blank("en")("hello")]).to_disk(dev)
-    done = _run_cli("tune-threshold", str(tmp_path / "blank"), str(dev), cwd=tmp_path)
+    done = _run_cli("bench", "threshold", str(tmp_path / "blank"), str(dev), cwd=tmp_path)
     assert done.returncode == 1 and "No component 'textcat_multilabel'" in done.stdout

@@ -252,7 +252,7 @@ def test_annotate_corpus_driver_killed_then_resume_local(model_dir, tmp_path):
     args = [str(model_dir), str(path), str(output), "--shard-size", "100", "--batch-size", "20", "-q"]
     kept = kill_cli_mid_run(args, output, timeout=120)
     assert 0 < kept < 3000
-    result = CliRunner().invoke(app, ["annotate-corpus", *args, "--resume"])
+    result = CliRunner().invoke(app, ["annotate", "corpus", *args, "--resume"])
     assert result.exit_code == 0, result.output
     assert f"{kept:,} docs were done by the interrupted run" in result.output
     assert_unique_ids(output)
@@ -273,7 +273,7 @@ def kill_cli_mid_run(args, output: Path, timeout: float) -> int:
     """Start `annotate-corpus ARGS` as a subprocess, SIGKILL it once two shards are in
     its staging folder (no clean-up code runs), check that nothing looks finished, and
     return how many docs the staging folder kept."""
-    proc = subprocess.Popen([sys.executable, "-m", "spacy_encoder.cli", "annotate-corpus", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "spacy_encoder.cli", "annotate", "corpus", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_parts(ac.staging_path(output), 2, proc, timeout=timeout)
     finally:
@@ -285,11 +285,11 @@ def kill_cli_mid_run(args, output: Path, timeout: float) -> int:
 
 def test_cli_annotate_corpus_fails_in_one_line(model_dir, tmp_path):
     missing = tmp_path / "no-such-corpus.jsonl"
-    result = CliRunner().invoke(app, ["annotate-corpus", str(model_dir), str(missing), str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["annotate", "corpus", str(model_dir), str(missing), str(tmp_path / "out")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no-such-corpus.jsonl" in result.output.replace("\n", "")
     path = write_jsonl(tmp_path / "in.jsonl", make_records(3))
-    result = CliRunner().invoke(app, ["annotate-corpus", str(tmp_path / "no-such-model"), str(path), str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["annotate", "corpus", str(tmp_path / "no-such-model"), str(path), str(tmp_path / "out")])
     assert result.exit_code == 1 and "no-such-model" in result.output.replace("\n", "") and "Traceback" not in result.output
 
 

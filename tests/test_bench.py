@@ -68,7 +68,7 @@ def test_bench_refuses_a_busy_machine_without_allow_busy(monkeypatch, tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("x", encoding="utf8")
     monkeypatch.setattr(bench, "load_average", lambda: 64.0)
-    result = CliRunner().invoke(app, ["bench", "--corpora-dir", str(tmp_path), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["bench", "speed", "--corpora-dir", str(tmp_path), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "Not benchmarking: load average 64.00" in result.output and "--allow-busy" in result.output
     assert not (tmp_path / "out").exists()

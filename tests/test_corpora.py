@@ -285,53 +285,53 @@ def assert_clean_failure(result, text: str, expected: str) -> None:
 def test_cli_convert_conll(tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_bytes(GOOD_CONLL)
-    result, text = cli("convert-conll", good, tmp_path / "out.spacy", "--scheme", "iob2")
+    result, text = cli("convert", "conll", good, tmp_path / "out.spacy", "--scheme", "iob2")
     assert result.exit_code == 0, text
     assert "1 docs; 2 tokens; 1 sentences; 1 entities (ORG 1)" in text
     assert (tmp_path / "out.spacy").stat().st_size > 0
     bad = tmp_path / "bad.txt"
     bad.write_bytes(GOOD_CONLL + b"German JJ I-NP X-MISC\n")
-    result, text = cli("convert-conll", bad, tmp_path / "bad.spacy")
+    result, text = cli("convert", "conll", bad, tmp_path / "bad.spacy")
     assert_clean_failure(result, text, "bad.txt:5: unknown NER tag")
     assert not (tmp_path / "bad.spacy").exists()
-    result, text = cli("convert-conll", tmp_path / "missing.txt", tmp_path / "x.spacy")
+    result, text = cli("convert", "conll", tmp_path / "missing.txt", tmp_path / "x.spacy")
     assert_clean_failure(result, text, "missing.txt")
 
 
 def test_cli_convert_wikigold(tmp_path: Path) -> None:
     out = tmp_path / "wikigold"
-    result, text = cli("convert-wikigold", WIKIGOLD, out, "--limit", "10", "--dev-docs", "2", "--test-docs", "3", "--seed", "7")
+    result, text = cli("convert", "wikigold", WIKIGOLD, out, "--limit", "10", "--dev-docs", "2", "--test-docs", "3", "--seed", "7")
     assert result.exit_code == 0, text
     assert "10 docs" in text and "dev 2, test 3, train 5" in text
     assert sorted(p.name for p in out.iterdir()) == ["dev.spacy", "test.spacy", "train.spacy"]
-    result, text = cli("convert-wikigold", WIKIGOLD, out, "--limit", "4", "--dev-docs", "2", "--test-docs", "2")
+    result, text = cli("convert", "wikigold", WIKIGOLD, out, "--limit", "4", "--dev-docs", "2", "--test-docs", "2")
     assert_clean_failure(result, text, "cannot take 2 dev + 2 test documents from 4")
     bad = tmp_path / "bad-wikigold.txt"
     bad.write_bytes(b"Paris I-LOC\nLondon B-LOC\n")
-    result, text = cli("convert-wikigold", bad, out)
+    result, text = cli("convert", "wikigold", bad, out)
     assert_clean_failure(result, text, "bad-wikigold.txt:2: tag 'B-LOC' in an IO file")
 
 
 def test_cli_convert_sst2(tmp_path: Path) -> None:
     good = tmp_path / "sst2.tsv"
     good.write_bytes(b"sentence\tlabel\na fine film \t1\ndull \t0\nok \t1\n")
-    result, text = cli("convert-sst2", good, tmp_path / "out.spacy", "--limit", "2")
+    result, text = cli("convert", "sst2", good, tmp_path / "out.spacy", "--limit", "2")
     assert result.exit_code == 0, text
     assert "2 docs; 4 tokens; labels: POSITIVE 1, NEGATIVE 1" in text
     bad = tmp_path / "sst2-test.tsv"
     bad.write_bytes(b"index\tsentence\n0\tfine .\n")
-    result, text = cli("convert-sst2", bad, tmp_path / "bad.spacy")
+    result, text = cli("convert", "sst2", bad, tmp_path / "bad.spacy")
     assert_clean_failure(result, text, "sst2-test.tsv:1: unlabelled file")
 
 
 def test_cli_convert_goemotions(tmp_path: Path) -> None:
     good = head(GOEMOTIONS / "dev.tsv", 100, tmp_path / "go.tsv")
-    result, text = cli("convert-goemotions", good, tmp_path / "out.spacy", "--labels", LABELS, "--view", "sentiment", "--limit", "50")
+    result, text = cli("convert", "goemotions", good, tmp_path / "out.spacy", "--labels", LABELS, "--view", "sentiment", "--limit", "50")
     assert result.exit_code == 0, text
     assert "Dropped" in text and "50 docs" in text and "labels: positive" in text
     bad = tmp_path / "go-bad.tsv"
     bad.write_bytes(b"fine\t27\ta\nbad\t30\tb\n")
-    result, text = cli("convert-goemotions", bad, tmp_path / "bad.spacy", "--labels", LABELS)
+    result, text = cli("convert", "goemotions", bad, tmp_path / "bad.spacy", "--labels", LABELS)
     assert_clean_failure(result, text, "go-bad.tsv:2: unknown label id '30'")
 
 
@@ -354,13 +354,13 @@ def test_raw_texts_cut_long_docs_between_sentences() -> None:
 
 def test_cli_raw_text(tmp_path: Path) -> None:
     out = tmp_path / "wikigold"
-    assert cli("convert-wikigold", WIKIGOLD, out, "--limit", "10")[0].exit_code == 0
-    result, text = cli("raw-text", out / "train.spacy", out / "dev.spacy", "-o", tmp_path / "raw.jsonl", "--max-words", "50")
+    assert cli("convert", "wikigold", WIKIGOLD, out, "--limit", "10")[0].exit_code == 0
+    result, text = cli("convert", "raw-text", out / "train.spacy", out / "dev.spacy", "-o", tmp_path / "raw.jsonl", "--max-words", "50")
     assert result.exit_code == 0, text
     rows = list(srsly.read_jsonl(tmp_path / "raw.jsonl"))
     assert rows and all(0 < len(row["text"].split()) <= 50 for row in rows)
     assert f"{len(rows):,} texts" in text
-    result, text = cli("raw-text", tmp_path / "missing.spacy", "-o", tmp_path / "x.jsonl")
+    result, text = cli("convert", "raw-text", tmp_path / "missing.spacy", "-o", tmp_path / "x.jsonl")
     assert_clean_failure(result, text, "missing.spacy")
 
 
@@ -432,25 +432,25 @@ def test_cli_wiki_text(tmp_path: Path) -> None:
     source = write_wiki(tmp_path / "wiki", {"AA/wiki_00": WIKI_FILE, "AA/wiki_01": WIKI_FILE})
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in source.rglob("wiki_*")}
     out = tmp_path / "out" / "raw.jsonl"
-    result, text = cli("wiki-text", source, "-o", out)
+    result, text = cli("convert", "wiki-text", source, "-o", out)
     assert result.exit_code == 0, text
     rows = list(srsly.read_jsonl(out))
     assert len(rows) == 6 and rows[0]["text"].startswith("Anarchism is")
     assert "6 texts" in text and "2 of 2 files" in text
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in source.rglob("wiki_*")} == before  # only read
     # --limit-words stops at the first text that reaches the limit.
-    result, text = cli("wiki-text", source, "-o", out, "--limit-words", "20")
+    result, text = cli("convert", "wiki-text", source, "-o", out, "--limit-words", "20")
     assert result.exit_code == 0, text
     assert len(list(srsly.read_jsonl(out))) == 2 and "1 of 2 files" in text
     # --slice 1: the next texts after those first 20 words.
-    result, text = cli("wiki-text", source, "-o", out, "--limit-words", "20", "--slice", "1")
+    result, text = cli("convert", "wiki-text", source, "-o", out, "--limit-words", "20", "--slice", "1")
     assert result.exit_code == 0, text
     assert [row["text"] for row in srsly.read_jsonl(out)] == [row["text"] for row in rows[2:4]]
     # A bad file fails with its name and line, and leaves no output that looks finished.
     write_wiki(source, {"AA/wiki_02": b"<doc id=\"1\" title=\"A\">\nA\n\xfe\n</doc>\n"})
     out.unlink()
-    result, text = cli("wiki-text", source, "-o", out)
+    result, text = cli("convert", "wiki-text", source, "-o", out)
     assert_clean_failure(result, text, "wiki_02:3: not valid UTF-8")
     assert not out.exists() and not list(out.parent.glob("*.partial"))
-    result, text = cli("wiki-text", tmp_path / "nowhere", "-o", out)
+    result, text = cli("convert", "wiki-text", tmp_path / "nowhere", "-o", out)
     assert_clean_failure(result, text, "no such folder")

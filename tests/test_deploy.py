@@ -274,6 +274,6 @@ def test_inspecting_an_optimized_pipeline_fails_in_one_line(trained, tmp_path):
 
     script_pipeline(trained, tmp_path / "frozen", optimize="freeze")
     for command in ("attention", "trace"):
-        result = CliRunner().invoke(app, [command, str(tmp_path / "frozen"), "EU rejects German call ."])
+        result = CliRunner().invoke(app, ["inspect", command, str(tmp_path / "frozen"), "EU rejects German call ."])
         assert result.exit_code == 1, result.output
         assert "optimized for inference" in result.output and "Traceback" not in result.output

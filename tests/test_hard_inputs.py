@@ -327,7 +327,7 @@ def test_load_pipeline_leaves_other_errors_alone(saved_pipelines, tmp_path):
 def test_raw_text_on_corrupt_docbin_names_the_file(tmp_path, damage, expected):
     corpus = _tiny_corpus(tmp_path / "train.spacy")
     DAMAGE[damage][0](corpus, tmp_path)
-    result = CliRunner().invoke(app, ["raw-text", str(corpus), "-o", str(tmp_path / "raw.jsonl")])
+    result = CliRunner().invoke(app, ["convert", "raw-text", str(corpus), "-o", str(tmp_path / "raw.jsonl")])
     text = " ".join(result.output.split())  # wasabi wraps long lines
     assert result.exit_code == 1, text
     assert isinstance(result.exception, SystemExit), result.exception  # typer.Exit, not a crash

@@ -67,7 +67,7 @@ def test_init_config_output_trains_with_spacy_train(tmp_path, args):
     from .test_vectors import add_vectors
 
     config_path = tmp_path / "config.cfg"
-    result = CliRunner().invoke(app, ["init-config", str(config_path), *args])
+    result = CliRunner().invoke(app, ["init", "config", str(config_path), *args])
     assert result.exit_code == 0, result.output
     tasks = args[1].split(",")
     nlp = spacy.blank("en")
@@ -102,13 +102,13 @@ def test_init_config_bad_options_name_the_option(kwargs, field):
 
 def test_init_config_cli_fails_in_one_line_and_never_overwrites(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["init-config", str(tmp_path / "c.cfg"), "--pipeline", "ner,tagge"])
+    result = runner.invoke(app, ["init", "config", str(tmp_path / "c.cfg"), "--pipeline", "ner,tagge"])
     assert result.exit_code == 1 and "unknown components tagge" in result.output
     existing = tmp_path / "mine.cfg"
     existing.write_text("# my config\n")
-    result = runner.invoke(app, ["init-config", str(existing)])
+    result = runner.invoke(app, ["init", "config", str(existing)])
     assert result.exit_code == 1 and "--force" in result.output
     assert existing.read_text() == "# my config\n"
-    result = runner.invoke(app, ["init-config", "-", "--pipeline", "tagger,parser"])
+    result = runner.invoke(app, ["init", "config", "-", "--pipeline", "tagger,parser"])
     assert result.exit_code == 0
     assert "spacy-encoder.TransformerTok2Vec.v1" in result.output and "spacy.Tok2VecListener.v1" in result.output

@@ -131,7 +131,7 @@ def test_attention_png(model_dir, tmp_path, mpl):
     n_tokens = len(TEXT.split())
     for head, n_panels in ((None, SMALL["n_heads"]), (2, 1)):
         path = tmp_path / f"attention-{head}.png"
-        args = ["attention", model_dir, TEXT, "-o", path, "--layer", "1", "--dpi", 50]
+        args = ["inspect", "attention", model_dir, TEXT, "-o", path, "--layer", "1", "--dpi", 50]
         result = invoke(*(args + (["--head", head] if head else [])))
         assert result.exit_code == 0, result.output
         image = png_shape(path)
@@ -142,13 +142,13 @@ def test_attention_png(model_dir, tmp_path, mpl):
 
 def test_attention_long_doc_and_bad_options(model_dir, tmp_path, mpl):
     path = tmp_path / "long.png"
-    result = invoke("attention", model_dir, LONG_TEXT, "-o", path, "--token", 30, "--dpi", 30)
+    result = invoke("inspect", "attention", model_dir, LONG_TEXT, "-o", path, "--token", 30, "--dpi", 30)
     assert result.exit_code == 0, result.output
     assert path.exists() and "of 42" in result.output
     for bad in (["--layer", 3], ["--head", 0], ["--token", 42]):
-        result = invoke("attention", model_dir, TEXT, "-o", tmp_path / "bad.png", *bad)
+        result = invoke("inspect", "attention", model_dir, TEXT, "-o", tmp_path / "bad.png", *bad)
         assert result.exit_code == 1 and "out of range" in result.output
-    result = invoke("attention", tmp_path / "no-such-model", TEXT)
+    result = invoke("inspect", "attention", tmp_path / "no-such-model", TEXT)
     assert result.exit_code == 1 and "Cannot load" in result.output
 
 
@@ -156,7 +156,7 @@ def test_trace(model_dir, loaded):
     nlp = loaded[0]
     doc = nlp(TEXT)
     n, width = doc.tensor.shape
-    result = invoke("trace", model_dir, TEXT)
+    result = invoke("inspect", "trace", model_dir, TEXT)
     assert result.exit_code == 0, result.output
     out = result.output
     stages = ["tokens", "feature ids (NORM, PREFIX, SUFFIX, SHAPE)", "embeddings", "input stage", "encoder layer 1"]
@@ -181,15 +181,15 @@ def test_textcat_torchscript_pipeline(tmp_path, mpl):
     examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POSITIVE": p, "NEGATIVE": 1 - p}}) for t, p in cats]
     nlp.initialize(lambda: examples)
     nlp.to_disk(tmp_path / "textcat")
-    result = invoke("trace", tmp_path / "textcat", TEXT)
+    result = invoke("inspect", "trace", tmp_path / "textcat", TEXT)
     assert result.exit_code == 0, result.output
     assert "+ sinusoidal positions" in result.output and "doc.cats (2,)" in result.output
-    result = invoke("attention", tmp_path / "textcat", TEXT, "-o", tmp_path / "a.png", "--dpi", 30)
+    result = invoke("inspect", "attention", tmp_path / "textcat", TEXT, "-o", tmp_path / "a.png", "--dpi", 30)
     assert result.exit_code == 0, result.output
 
 
 def test_trace_long_doc_checks_the_stitched_output(model_dir):
-    result = invoke("trace", model_dir, LONG_TEXT)
+    result = invoke("inspect", "trace", model_dir, LONG_TEXT)
     assert result.exit_code == 0, result.output
     assert "4 windows" in result.output and "(42, 32)" in result.output
 
@@ -219,25 +219,25 @@ def test_plot_training_from_a_real_run(tmp_path, mpl):
 
     for source in (log, log.parent):
         path = tmp_path / "curves.png"
-        result = invoke("plot-training", source, "-o", path, "--dpi", 50)
+        result = invoke("inspect", "training", source, "-o", path, "--dpi", 50)
         assert result.exit_code == 0, result.output
         image = png_shape(path)
         assert image.shape[:2] == (240, 600) and image[..., :3].var() > 0
 
 
 def test_plot_training_errors(tmp_path):
-    result = invoke("plot-training", tmp_path, "-o", tmp_path / "x.png")
+    result = invoke("inspect", "training", tmp_path, "-o", tmp_path / "x.png")
     assert result.exit_code == 1 and "--paths.log" in result.output
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"no": 1}\n{"step": 0}\n', encoding="utf8")
-    result = invoke("plot-training", bad, "-o", tmp_path / "x.png")
+    result = invoke("inspect", "training", bad, "-o", tmp_path / "x.png")
     assert result.exit_code == 1 and "ConsoleLogger.v3" in result.output
 
 
 def test_missing_matplotlib_says_how_to_install(model_dir, tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
-    result = invoke("attention", model_dir, TEXT, "-o", tmp_path / "a.png")
+    result = invoke("inspect", "attention", model_dir, TEXT, "-o", tmp_path / "a.png")
     assert result.exit_code == 1 and "pip install spacy-encoder[viz]" in result.output
     assert not (tmp_path / "a.png").exists()
 
@@ -278,15 +278,15 @@ def test_unseen_entities_splits_recall_by_names_seen_in_training(tmp_path):
     nlp.to_disk(tmp_path / "pipeline")
     DocBin(docs=train).to_disk(tmp_path / "train.spacy")
     DocBin(docs=evaluation).to_disk(tmp_path / "eval.spacy")
-    args = ["unseen-entities", str(tmp_path / "pipeline"), str(tmp_path / "train.spacy"), str(tmp_path / "eval.spacy")]
+    args = ["inspect", "unseen", str(tmp_path / "pipeline"), str(tmp_path / "train.spacy"), str(tmp_path / "eval.spacy")]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "out" / "unseen.json")])
     assert result.exit_code == 0, result.output
     assert "50.0" in result.output and "33.3" in result.output
     written = json.loads((tmp_path / "out" / "unseen.json").read_text())
     assert written["splits"][0]["unseen"] == 3
 
-    result = runner.invoke(app, [*args[:3], str(tmp_path / "missing.spacy")])
+    result = runner.invoke(app, [*args[:4], str(tmp_path / "missing.spacy")])
     assert result.exit_code == 1 and "missing.spacy" in result.output
     spacy.blank("en").to_disk(tmp_path / "no_ner")
-    result = runner.invoke(app, ["unseen-entities", str(tmp_path / "no_ner"), *args[2:]])
+    result = runner.invoke(app, ["inspect", "unseen", str(tmp_path / "no_ner"), *args[3:]])
     assert result.exit_code == 1 and "sets entities" in result.output

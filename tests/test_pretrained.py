@@ -142,7 +142,7 @@ def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
     runner = CliRunner()
 
     def run(slice_):
-        args = ["pretrain-slice", str(tmp_path / "small.cfg"), str(out), str(tmp_path / "raw.jsonl"), "--slice", str(slice_), "--vectors", str(tmp_path / "vectors")]
+        args = ["pretrain", "slice", str(tmp_path / "small.cfg"), str(out), str(tmp_path / "raw.jsonl"), "--slice", str(slice_), "--vectors", str(tmp_path / "vectors")]
         return runner.invoke(app, args)
 
     result = run(1)
@@ -247,7 +247,7 @@ def test_ship_pretrained_copies_the_weights_with_their_meta(tmp_path):
     srsly.write_jsonl(tmp_path / "raw.jsonl", [{"text": TEXT}] * 8)
     out = tmp_path / "shelf"
     args = [
-        "ship-pretrained", str(weights), "--config", str(CONFIG), "--raw-text", str(tmp_path / "raw.jsonl"), "--name", "tiny",
+        "pretrain", "ship", str(weights), "--config", str(CONFIG), "--raw-text", str(tmp_path / "raw.jsonl"), "--name", "tiny",
         "--command", "spacy pretrain ...", "--machine", "here", "--output-dir", str(out),
     ]
     runner = CliRunner()
@@ -264,7 +264,7 @@ def test_ship_pretrained_copies_the_weights_with_their_meta(tmp_path):
     assert info["sha256"] == hashlib.sha256(b"the weights").hexdigest()
     result = runner.invoke(app, [*args, "--continues", "no-such-encoder"])
     assert result.exit_code == 1 and "no shipped encoder named 'no-such-encoder'" in " ".join(result.output.split())
-    result = runner.invoke(app, ["ship-pretrained", str(run / "model9.bin"), *args[2:]])
+    result = runner.invoke(app, ["pretrain", "ship", str(run / "model9.bin"), *args[3:]])
     assert result.exit_code == 1 and "model9.bin: no such weights file" in " ".join(result.output.split())
 
 

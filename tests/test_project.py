@@ -200,7 +200,7 @@ def fake_project(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Path]:
 
 def test_copy_corpora_copies_checked_files(tmp_path: Path) -> None:
     project_dir, source = fake_project(tmp_path, {"a/train.txt": b"x y\n", "b/dev.tsv": b"s\t1\n"})
-    result = runner.invoke(app, ["copy-corpora", str(source), "--project-dir", str(project_dir)])
+    result = runner.invoke(app, ["project", "copy-corpora", str(source), "--project-dir", str(project_dir)])
     assert result.exit_code == 0, result.output
     assert (project_dir / "assets/a/train.txt").read_bytes() == b"x y\n"
     assert (project_dir / "assets/b/dev.tsv").read_bytes() == b"s\t1\n"
@@ -209,7 +209,7 @@ def test_copy_corpora_copies_checked_files(tmp_path: Path) -> None:
 def test_copy_corpora_names_missing_file_and_copies_nothing(tmp_path: Path) -> None:
     project_dir, source = fake_project(tmp_path, {"a/train.txt": b"x y\n", "a/test.txt": b"z\n"})
     (source / "a/test.txt").unlink()
-    result = runner.invoke(app, ["copy-corpora", str(source), "--project-dir", str(project_dir)])
+    result = runner.invoke(app, ["project", "copy-corpora", str(source), "--project-dir", str(project_dir)])
     assert result.exit_code == 1
     assert "missing" in result.output and "a/test.txt" in result.output
     assert not (project_dir / "assets").exists()
@@ -218,7 +218,7 @@ def test_copy_corpora_names_missing_file_and_copies_nothing(tmp_path: Path) -> N
 def test_copy_corpora_names_file_whose_checksum_differs(tmp_path: Path) -> None:
     project_dir, source = fake_project(tmp_path, {"a/train.txt": b"x y\n", "a/dev.txt": b"z\n"})
     (source / "a/dev.txt").write_bytes(b"z\r\n")
-    result = runner.invoke(app, ["copy-corpora", str(source), "--project-dir", str(project_dir)])
+    result = runner.invoke(app, ["project", "copy-corpora", str(source), "--project-dir", str(project_dir)])
     assert result.exit_code == 1
     assert "checksum differs" in result.output and "a/dev.txt" in result.output
     assert "a/train.txt" not in result.output
@@ -226,7 +226,7 @@ def test_copy_corpora_names_file_whose_checksum_differs(tmp_path: Path) -> None:
 
 
 def test_copy_corpora_without_project_file(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["copy-corpora", str(tmp_path), "--project-dir", str(tmp_path)])
+    result = runner.invoke(app, ["project", "copy-corpora", str(tmp_path), "--project-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "project.yml" in result.output
 
@@ -235,7 +235,7 @@ def test_copy_corpora_real_corpora(tmp_path: Path) -> None:
     if not (SHARED / "conll2003").exists() or not (SHARED / "sst2").exists():
         pytest.skip(f"{SHARED} is absent (research-only corpora)")
     shutil.copy(ROOT / "project.yml", tmp_path / "project.yml")
-    result = runner.invoke(app, ["copy-corpora", str(SHARED), "--project-dir", str(tmp_path)])
+    result = runner.invoke(app, ["project", "copy-corpora", str(SHARED), "--project-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for asset in srsly.read_yaml(ROOT / "project.yml")["assets"]:
         assert md5(tmp_path / asset["dest"]) == asset["checksum"]
@@ -248,10 +248,10 @@ def test_reset_dir(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "training" / "x"
     (target / "model-best").mkdir(parents=True)
     (target / "log.jsonl").write_text("{}")
-    assert runner.invoke(app, ["reset-dir", str(target)]).exit_code == 0
+    assert runner.invoke(app, ["project", "reset-dir", str(target)]).exit_code == 0
     assert target.is_dir() and not any(target.iterdir())
     monkeypatch.chdir(target)
-    result = runner.invoke(app, ["reset-dir", str(tmp_path)])
+    result = runner.invoke(app, ["project", "reset-dir", str(tmp_path)])
     assert result.exit_code == 1 and tmp_path.exists()
 
 
@@ -267,18 +267,18 @@ def test_annotate_prints_entities_and_cats(tmp_path: Path) -> None:
     nlp.add_pipe("test_project_cats")
     nlp.to_disk(tmp_path / "pipeline")
     text = "Ada Lovelace wrote the first program."
-    result = runner.invoke(app, ["annotate", str(tmp_path / "pipeline"), text])
+    result = runner.invoke(app, ["annotate", "text", str(tmp_path / "pipeline"), text])
     assert result.exit_code == 0, result.output
     assert "Ada Lovelace" in result.output and "PER" in result.output and "0-12" in result.output
     assert result.output.index("positive") < result.output.index("negative")  # best cat first
-    result = runner.invoke(app, ["annotate", str(tmp_path / "pipeline"), text, "--json"])
+    result = runner.invoke(app, ["annotate", "text", str(tmp_path / "pipeline"), text, "--json"])
     data = json.loads(result.output)
     assert data["ents"] == [["Ada Lovelace", "PER", 0, 12]]
     assert data["cats"] == {"positive": 0.8, "negative": 0.2}
 
 
 def test_annotate_unknown_model() -> None:
-    result = runner.invoke(app, ["annotate", "en_no_such_package_here", "text"])
+    result = runner.invoke(app, ["annotate", "text", "en_no_such_package_here", "text"])
     assert result.exit_code == 1
     assert "en_no_such_package_here" in result.output
 
@@ -288,13 +288,13 @@ def test_show_metrics(tmp_path: Path) -> None:
     cats = {"token_acc": 1.0, "cats_score": 0.5, "cats_score_desc": "macro F", "cats_micro_f": 0.75, "cats_f_per_type": {"POSITIVE": {"p": 0.5, "r": 0.5, "f": 0.5}}}
     (tmp_path / "ner.json").write_text(json.dumps(ner))
     (tmp_path / "cats.json").write_text(json.dumps(cats))
-    result = runner.invoke(app, ["show-metrics", str(tmp_path / "ner.json"), str(tmp_path / "cats.json")])
+    result = runner.invoke(app, ["project", "show-metrics", str(tmp_path / "ner.json"), str(tmp_path / "cats.json")])
     assert result.exit_code == 0, result.output
     for expected in ("NER F", "85.00", "12,346", "PER", "66.67", "TEXTCAT (macro F)", "50.00", "micro F", "75.00", "POSITIVE"):
         assert expected in result.output
     main, rows = metrics_rows(cats)
     assert ("TEXTCAT (macro F)", "50.00") in main and all("token" not in name for name, _ in main)
-    result = runner.invoke(app, ["show-metrics", str(tmp_path / "missing.json")])
+    result = runner.invoke(app, ["project", "show-metrics", str(tmp_path / "missing.json")])
     assert result.exit_code == 1 and "missing.json" in result.output
 
 

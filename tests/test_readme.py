@@ -248,29 +248,38 @@ def run(*args: str, cwd: Path = REPO, timeout: int = 60) -> str:
 
 
 def readme_commands() -> List[str]:
-    """The names of the `spacy-encoder` commands that README.md runs, in its bash
-    blocks and in inline code (`spacy-encoder raw-text ...`)."""
+    """The `spacy-encoder GROUP COMMAND`s that README.md runs, in its bash blocks and in
+    inline code (`spacy-encoder convert raw-text ...`)."""
     code = [text for _, text in fenced_blocks("bash")]
     code += re.findall(r"`([^`\n]+)`", README.read_text(encoding="utf-8"))
-    pattern = r"(?:^|\s)(?:spacy-encoder|python -m spacy_encoder\.cli)\s+([a-z][a-z-]+)"
-    return sorted({name for text in code for name in re.findall(pattern, text, flags=re.M)})
+    pattern = r"(?:^|\s)(?:spacy-encoder|python -m spacy_encoder\.cli)\s+([a-z][a-z-]+)(?:\s+([a-z][a-z0-9-]+))?"
+    found = {" ".join(filter(None, m)) for text in code for m in re.findall(pattern, text, flags=re.M)}
+    return sorted(found)
 
 
 @pytest.mark.timeout(120)
 def test_every_spacy_encoder_command_of_the_readme_exists():
-    output = run("spacy_encoder.cli", "--help")
+    import typer.main
+
+    from spacy_encoder.cli import app
+
+    root = typer.main.get_command(app)
     commands = readme_commands()
-    assert {"pretrained", "export", "attention", "trace", "raw-text"} <= set(commands), commands
-    listed = set(re.findall(r"^\s+([a-z][a-z-]+)\s", output, flags=re.M))
-    missing = [name for name in commands if name not in listed]
-    assert not missing, f"README.md runs `spacy-encoder {missing}`, which `spacy-encoder --help` does not list:\n{output}"
+    assert {"pretrain list", "deploy export", "inspect attention", "inspect trace", "convert raw-text"} <= set(commands), commands
+    missing = []
+    for command in commands:
+        group_name, _, name = command.partition(" ")
+        group = root.commands.get(group_name)
+        if not hasattr(group, "commands") or name not in group.commands:
+            missing.append(command)
+    assert not missing, f"README.md runs `spacy-encoder {missing}`, which the CLI does not have"
 
 
 @pytest.mark.timeout(120)
 def test_the_readme_pretrained_listing_runs():
-    listing = run("spacy_encoder.cli", "pretrained")
+    listing = run("spacy_encoder.cli", "pretrain", "list")
     assert "en-wiki-128" in listing
-    meta = run("spacy_encoder.cli", "pretrained", "en-wiki-128")
+    meta = run("spacy_encoder.cli", "pretrain", "show", "en-wiki-128")
     assert "sha256" in meta and "license" in meta
 
 

@@ -414,17 +414,17 @@ def test_case_vectors_command_saves_a_cased_copy_and_fails_in_one_line(tmp_path)
     add_vectors(nlp, ["berlin", "geneva"])
     nlp.to_disk(tmp_path / "glove")
     runner = CliRunner()
-    result = runner.invoke(app, ["case-vectors", str(tmp_path / "glove"), str(tmp_path / "cased")])
+    result = runner.invoke(app, ["vectors", "case", str(tmp_path / "glove"), str(tmp_path / "cased")])
     assert result.exit_code == 0, result.output
     assert "2 keys + 4 cased forms, 2 rows" in " ".join(result.output.split())
     cased = spacy.load(tmp_path / "cased")
     assert cased.vocab.vectors.find(key=cased.vocab.strings["GENEVA"]) == cased.vocab.vectors.find(key=cased.vocab.strings["geneva"]) >= 0
     assert spacy.load(tmp_path / "glove").vocab.vectors.find(key="Geneva") == -1, "the input is not changed"
-    result = runner.invoke(app, ["case-vectors", str(tmp_path / "missing"), str(tmp_path / "out")])
+    result = runner.invoke(app, ["vectors", "case", str(tmp_path / "missing"), str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "missing: no pipeline there" in " ".join(result.output.split())
     spacy.blank("en").to_disk(tmp_path / "novectors")
-    result = runner.invoke(app, ["case-vectors", str(tmp_path / "novectors"), str(tmp_path / "out")])
+    result = runner.invoke(app, ["vectors", "case", str(tmp_path / "novectors"), str(tmp_path / "out")])
     assert result.exit_code == 1 and "has no keys" in result.output
 
 
@@ -449,15 +449,15 @@ def test_vector_coverage_counts_the_tokens_of_seen_and_unseen_names(tmp_path):
     add_vectors(glove, ["merkel", "berlin", "visited", "Merkel"])
     glove.to_disk(tmp_path / "glove")
     runner = CliRunner()
-    assert runner.invoke(app, ["case-vectors", str(tmp_path / "glove"), str(tmp_path / "cased")]).exit_code == 0
-    args = ["vector-coverage", str(tmp_path / "train.spacy"), str(tmp_path / "test.spacy"), str(tmp_path / "glove"), str(tmp_path / "cased")]
+    assert runner.invoke(app, ["vectors", "case", str(tmp_path / "glove"), str(tmp_path / "cased")]).exit_code == 0
+    args = ["vectors", "coverage", str(tmp_path / "train.spacy"), str(tmp_path / "test.spacy"), str(tmp_path / "glove"), str(tmp_path / "cased")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "| vectors | rows | keys | all tokens (4) | tokens of seen names (1) | tokens of unseen names (1) |"
     assert lines[2] == f"| {tmp_path / 'glove'} | 4 | 4 | 50.0% | 100.0% | 0.0% |"
     assert lines[3] == f"| {tmp_path / 'cased'} | 4 | 9 | 75.0% | 100.0% | 100.0% |"
-    result = runner.invoke(app, [*args[:3], str(tmp_path / "missing")])
+    result = runner.invoke(app, [*args[:4], str(tmp_path / "missing")])
     assert result.exit_code == 1 and "missing" in result.output
 
 
@@ -503,7 +503,7 @@ def test_concat_vectors_command_writes_a_pipeline_the_encoder_reads_and_fails_in
         add_vectors(nlp, words, seed=seed)
         nlp.to_disk(tmp_path / name)
     runner = CliRunner()
-    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "ab")])
+    result = runner.invoke(app, ["vectors", "concat", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "ab")])
     assert result.exit_code == 0, result.output
     assert "4 keys on 4 rows of 16 (8 + 8) floats" in " ".join(result.output.split())
     ab = spacy.load(tmp_path / "ab")
@@ -514,9 +514,9 @@ def test_concat_vectors_command_writes_a_pipeline_the_encoder_reads_and_fails_in
     looked_up = static_vectors(model, [ab("Berlin rome Oslo")])
     numpy.testing.assert_array_equal(looked_up[1], ab.vocab.get_vector("rome"))
     assert looked_up.shape == (3, 2 * V) and not looked_up[2].any()
-    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
+    result = runner.invoke(app, ["vectors", "concat", str(tmp_path / "a"), str(tmp_path / "missing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "missing: no pipeline there" in " ".join(result.output.split())
     spacy.blank("en").to_disk(tmp_path / "novectors")
-    result = runner.invoke(app, ["concat-vectors", str(tmp_path / "a"), str(tmp_path / "novectors"), "-o", str(tmp_path / "out")])
+    result = runner.invoke(app, ["vectors", "concat", str(tmp_path / "a"), str(tmp_path / "novectors"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and "novectors: the pipeline has no vectors" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists(), "nothing is written after a failure"

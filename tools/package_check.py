@@ -1,5 +1,5 @@
 """A packaged pipeline, installed in a fresh venv, checked from a folder with no
-../shared beside it: load it by package name, `spacy-encoder script` and `export`
+../shared beside it: load it by package name, `spacy-encoder deploy script` and `export`
 it there, assert that the scripted pipeline predicts the same entities and the
 exported TorchScript file the same vectors, and save doc.tensor and the entities
 (OUT, OUT.ents.json) to compare with the pipeline run in the development venv.

@@ -1,4 +1,4 @@
-"""The errors of `annotate-corpus`: the CLI prints their message in one line."""
+"""The errors of `annotate corpus`: the CLI prints their message in one line."""
 from __future__ import annotations
 
 

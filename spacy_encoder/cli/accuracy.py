@@ -1,4 +1,4 @@
-"""`spacy-encoder benchmark-accuracy` and `spacy-encoder tune-threshold`."""
+"""`spacy-encoder bench accuracy` and `spacy-encoder bench threshold`."""
 import json
 import os
 import platform
@@ -9,13 +9,13 @@ from typing import Any, Dict, List, Optional
 import typer
 from wasabi import msg
 
-from . import app, load_pipeline
+from . import group, load_pipeline
 
 
-@app.command("benchmark-accuracy")
+@group("bench").command("accuracy")
 def benchmark_accuracy_command(
     corpus_dir: Path = typer.Option(Path("corpus"), "--corpus-dir", help="Folder with conll2003/, sst2/, goemotions-multilabel/ .spacy files (project.yml's convert-* commands)"),
-    configs_dir: Optional[Path] = typer.Option(None, "--configs-dir", help="Read our configs from this folder (ner.cfg, textcat.cfg, textcat_multilabel.cfg and their _vectors, _pretrained variants); default: as `init-config` writes them"),
+    configs_dir: Optional[Path] = typer.Option(None, "--configs-dir", help="Read our configs from this folder (ner.cfg, textcat.cfg, textcat_multilabel.cfg and their _vectors, _pretrained variants); default: as `init config` writes them"),
     work_dir: Path = typer.Option(Path("training/accuracy"), "--work-dir", help="One folder per run: config, logs, model, result.json"),
     output_dir: Path = typer.Option(Path("metrics/accuracy"), "--output-dir", "-o", help="Where accuracy.json and accuracy.md go"),
     tasks: List[str] = typer.Option(["conll2003", "sst2", "goemotions"], "--task", help="conll2003, sst2, goemotions (repeatable)"),
@@ -123,7 +123,7 @@ def _header(cap_steps: int) -> str:
     )
 
 
-@app.command("tune-threshold")
+@group("bench").command("threshold")
 def tune_threshold_command(
     model: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline folder with a textcat_multilabel component."),
     dev_path: Path = typer.Argument(..., metavar="DEV", help="Annotated dev .spacy file (never the test set)."),

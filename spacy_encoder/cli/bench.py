@@ -1,4 +1,4 @@
-"""`spacy-encoder bench`: speed and memory against spaCy's CNN pipelines."""
+"""`spacy-encoder bench speed`: speed and memory against spaCy's CNN pipelines."""
 import json
 import os
 import platform
@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import typer
 from wasabi import msg
 
-from . import app, load_pipeline
+from . import group, load_pipeline
 
 DEFAULT_CORPORA = Path("../shared/corpora")
 
@@ -26,7 +26,7 @@ INFERENCE_SECTIONS = (
 )
 
 
-@app.command("bench")
+@group("bench").command("speed")
 def bench_command(
     corpora_dir: Path = typer.Option(DEFAULT_CORPORA, "--corpora-dir", help="Folder with conll2003/ and sst2/ (research corpora)"),
     output_dir: Path = typer.Option(Path("metrics/bench"), "--output-dir", "-o", help="Where results.json and results.md go"),
@@ -188,7 +188,7 @@ def _markdown(results: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@app.command("bench-memory")
+@group("bench").command("memory")
 def bench_memory_command(
     model: str = typer.Argument(..., metavar="MODEL", help="Pipeline folder or installed package name."),
     n_docs: int = typer.Option(50_000, "--n-docs", help="Short docs to annotate"),

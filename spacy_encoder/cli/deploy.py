@@ -1,11 +1,11 @@
-"""`spacy-encoder script` and `spacy-encoder export`."""
+"""`spacy-encoder deploy script` and `spacy-encoder deploy export`."""
 from enum import Enum
 from pathlib import Path
 
 import typer
 from wasabi import msg
 
-from . import app
+from . import group
 
 
 class ExportFormat(str, Enum):
@@ -24,7 +24,7 @@ class Optimize(str, Enum):
     int8 = "int8"
 
 
-@app.command("script")
+@group("deploy").command("script")
 def script_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Directory for the scripted pipeline."),
@@ -49,7 +49,7 @@ def script_command(
     msg.text(f"Load it with spacy.load('{output_path}'). A TorchScript graph is code: load only pipelines you trust.")
 
 
-@app.command("export")
+@group("deploy").command("export")
 def export_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
     output: Path = typer.Argument(..., metavar="OUTPUT", help="Output file, e.g. encoder.pt (its description goes to OUTPUT.json)."),

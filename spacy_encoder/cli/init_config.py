@@ -1,4 +1,4 @@
-"""`spacy-encoder init-config`: a complete training config with our tok2vec, as `spacy
+"""`spacy-encoder init config`: a complete training config with our tok2vec, as `spacy
 init config` writes one for spaCy's CNN."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from wasabi import msg
 
 from ..init_config import VECTORS_WIDTH
 from ..pretrained import DEFAULT as PRETRAINED
-from . import app
+from . import group
 
 
 class Optimize(str, Enum):
@@ -21,7 +21,7 @@ class Optimize(str, Enum):
     accuracy = "accuracy"
 
 
-@app.command("init-config")
+@group("init").command("config")
 def init_config_command(
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="The config file to write (- for standard output).", allow_dash=True)],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated components, e.g. ner,textcat.")] = "ner",
@@ -50,7 +50,7 @@ def init_config_command(
     except InitConfigError as err:
         msg.fail(str(err), exits=1)
     header = (
-        "# Written by spacy-encoder init-config "
+        "# Written by spacy-encoder init config "
         f"--pipeline {pipeline} --optimize {optimize.value}{' --vectors --vectors-width %d' % vectors_width if vectors else ''}"
         f"{' --gpu' if gpu else ''}\n"
         f"# Train: python -m spacy train {'CONFIG' if to_stdout else output} --paths.train TRAIN.spacy --paths.dev DEV.spacy"

@@ -16,7 +16,7 @@ import numpy
 import typer
 from wasabi import msg
 
-from . import app, load_pipeline
+from . import group, load_pipeline
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Pipeline directory or installed package name (anything spacy.load takes).")]
 Text = Annotated[str, typer.Argument(metavar="TEXT", help="The text to run through the pipeline.")]
@@ -40,7 +40,7 @@ def _fail_cleanly() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-@app.command("attention")
+@group("inspect").command("attention")
 def attention(
     model: ModelArg,
     text: Text,
@@ -69,7 +69,7 @@ def attention(
     msg.good(f"{path}: {what} of layer {layer if layer > 0 else inspection.depth + layer + 1} ({span})")
 
 
-@app.command("trace")
+@group("inspect").command("trace")
 def trace(model: ModelArg, text: Text, component: Component = None) -> None:
     """Print each stage of TEXT through the encoder and check the output against doc.tensor."""
     from .. import inspect as insp
@@ -122,7 +122,7 @@ def trace(model: ModelArg, text: Text, component: Component = None) -> None:
         raise typer.Exit(1)
 
 
-@app.command("plot-training")
+@group("inspect").command("training")
 def plot_training(
     train_output: Annotated[Path, typer.Argument(metavar="TRAIN_OUTPUT", help="The log file of spacy train --paths.log FILE, or a directory holding log.jsonl.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("curves.png"),
@@ -139,7 +139,7 @@ def plot_training(
     msg.good(f"{path}: {len(records)} evaluations, steps {records[0]['step']} to {records[-1]['step']}")
 
 
-@app.command("unseen-entities")
+@group("inspect").command("unseen")
 def unseen_entities(
     model: ModelArg,
     train: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names were seen.")],

@@ -1,5 +1,5 @@
-"""`spacy-encoder pretrained`, `pretrain-slice` and `ship-pretrained`: the encoders
-that ship inside the package."""
+"""`spacy-encoder pretrain list|show|slice|ship`: the encoders that ship inside the
+package, and how one is made."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,30 +9,35 @@ import typer
 from wasabi import msg
 
 from ..pretrained import DEFAULT, PretrainedError
-from . import app
+from . import group
 
 
-@app.command("pretrained")
-def list_pretrained(
-    name: Annotated[Optional[str], typer.Argument(metavar="NAME", help="Show one encoder's meta and check its weights.")] = None,
-) -> None:
-    """List the pretrained encoders shipped with spacy-encoder (or show one), for
+@group("pretrain").command("list")
+def list_pretrained() -> None:
+    """List the pretrained encoders shipped with spacy-encoder, for
     `[initialize] init_tok2vec = {"@misc":"spacy-encoder.pretrained_tok2vec.v1","name":NAME}`."""
+    from ..pretrained import available
+
+    shipped = available()
+    if not shipped:
+        msg.warn("No pretrained encoders in this installation")
+        return
+    rows = [
+        (key, f"{info['words_seen']:,}", info["objective"]["@architectures"], f"width {info['architecture']['width']}, depth {info['architecture']['depth']}")
+        for key, info in shipped.items()
+    ]
+    msg.table(rows, header=("name", "words seen", "objective", "architecture"), divider=True)
+
+
+@group("pretrain").command("show")
+def show_pretrained(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A shipped encoder (see `spacy-encoder pretrain list`).")] = DEFAULT,
+) -> None:
+    """Show one shipped encoder's meta and check its weights against the meta's sha256."""
     import srsly
 
-    from ..pretrained import available, meta, weights_path
+    from ..pretrained import meta, weights_path
 
-    if name is None:
-        shipped = available()
-        if not shipped:
-            msg.warn("No pretrained encoders in this installation")
-            return
-        rows = [
-            (key, f"{info['words_seen']:,}", info["objective"]["@architectures"], f"width {info['architecture']['width']}, depth {info['architecture']['depth']}")
-            for key, info in shipped.items()
-        ]
-        msg.table(rows, header=("name", "words seen", "objective", "architecture"), divider=True)
-        return
     try:
         info, path = meta(name), weights_path(name)
     except PretrainedError as err:
@@ -42,11 +47,11 @@ def list_pretrained(
     msg.good(f"{path}: sha256 checked")
 
 
-@app.command("pretrain-slice")
+@group("pretrain").command("slice")
 def pretrain_slice(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Config whose tok2vec and [pretraining] to use.")],
     output_dir: Annotated[Path, typer.Argument(metavar="OUTPUT_DIR", help="Folder of the pretraining's modelN.bin files.")],
-    raw_text: Annotated[Path, typer.Argument(metavar="RAW_TEXT", help="This slice's JSONL (`spacy-encoder wiki-text --slice K`).")],
+    raw_text: Annotated[Path, typer.Argument(metavar="RAW_TEXT", help="This slice's JSONL (`spacy-encoder convert wiki-text --slice K`).")],
     slice_: Annotated[int, typer.Option("--slice", min=0, help="Slice K: 0 starts from scratch; K > 0 resumes from OUTPUT_DIR/model{K-1}.bin as epoch K.")] = 0,
     vectors: Annotated[Optional[str], typer.Option("--vectors", help="Vectors for the vectors objective (--paths.vectors).")] = None,
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Also save OUTPUT_DIR/model{K}.temp.bin every N batches.")] = 500,
@@ -79,7 +84,7 @@ def pretrain_slice(
     raise typer.Exit(subprocess.call(args))
 
 
-@app.command("ship-pretrained")
+@group("pretrain").command("ship")
 def ship_pretrained(
     weights: Annotated[Path, typer.Argument(metavar="WEIGHTS", help="A modelN.bin (or modelN.temp.bin) written by `spacy pretrain`.")],
     config_path: Annotated[Path, typer.Option("--config", help="The config it was pretrained with.")],
@@ -89,7 +94,7 @@ def ship_pretrained(
     name: Annotated[str, typer.Option("--name", help="The name to ship it under.")] = DEFAULT,
     log: Annotated[Optional[Path], typer.Option("--log", help="spaCy's log.jsonl of the run (default: beside WEIGHTS); for a .temp.bin, a copy taken with it.")] = None,
     continues: Annotated[Optional[str], typer.Option("--continues", metavar="NAME", help="The shipped encoder this run resumed from (--resume-path): its words, text and time are added to this run's.")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="What the text is, for the meta (default: English Wikipedia as `spacy-encoder wiki-text` converts it).")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="What the text is, for the meta (default: English Wikipedia as `spacy-encoder convert wiki-text` converts it).")] = None,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Where NAME.bin and NAME.json go (default: the package's pretrained/ folder).")] = None,
 ) -> None:
     """Ship a `spacy pretrain` output inside the package: WEIGHTS copied to NAME.bin,

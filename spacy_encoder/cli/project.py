@@ -1,12 +1,11 @@
-"""Commands that `project.yml` (spaCy / weasel project) runs besides spaCy's own.
+"""`spacy-encoder project ...` (hidden from --help): plumbing that `project.yml` (a
+spaCy / weasel project) runs besides spaCy's own.
 
 - `copy-corpora`: the offline stand-in for `spacy project assets`: copy the research
   corpora from a local folder into `assets/`, checked against the md5 checksums that
   the project's `assets` list declares (one list of checksums, not two).
 - `reset-dir`: empty a training output folder before `spacy train`, because spaCy's
   console logger will not overwrite an existing log file (it silently stops logging).
-- `annotate`: load a pipeline (installed package name or folder) and print what it
-  finds in a text: entities and cats.
 - `show-metrics`: print the main scores of `spacy evaluate --output` JSON files.
 """
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from wasabi import msg
 
-from . import app
+from . import group
 
 PROJECT_FILE = "project.yml"
 
@@ -72,7 +71,7 @@ def check_copies(copies: list[tuple[Path, Path, str | None]]) -> list[str]:
     return problems
 
 
-@app.command("copy-corpora")
+@group("project").command("copy-corpora")
 def copy_corpora(
     source_dir: Annotated[Path, typer.Argument(metavar="SOURCE_DIR", help="Local folder holding the corpora, laid out as the assets are under assets/ (e.g. ../shared/corpora).")],
     project_dir: Annotated[Path, typer.Option("--project-dir", help="Folder of project.yml, whose `assets` list names the files and their md5 checksums.")] = Path("."),
@@ -107,7 +106,7 @@ def copy_corpora(
 # --- reset-dir ----------------------------------------------------------------------
 
 
-@app.command("reset-dir")
+@group("project").command("reset-dir")
 def reset_dir(
     path: Annotated[Path, typer.Argument(metavar="DIR", help="Folder to delete (if present) and create empty.")],
 ) -> None:
@@ -119,49 +118,6 @@ def reset_dir(
         shutil.rmtree(path)
     path.mkdir(parents=True)
     msg.good(f"{path}: empty")
-
-
-# --- annotate -----------------------------------------------------------------------
-
-
-def annotations(nlp: Any, text: str) -> dict[str, Any]:
-    doc = nlp(text)
-    return {
-        "pipeline": f"{nlp.meta.get('lang', '')}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')} {nlp.pipe_names}",
-        "ents": [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents],
-        "cats": sorted(doc.cats.items(), key=lambda item: -item[1]),
-        "has_ner": any(nlp.get_pipe_meta(name).factory in ("ner", "beam_ner", "entity_ruler") for name in nlp.pipe_names),
-    }
-
-
-@app.command("annotate")
-def annotate(
-    model: Annotated[str, typer.Argument(metavar="PACKAGE_OR_PATH", help="Installed pipeline package name (e.g. en_encoder_wikigold_ner) or pipeline folder.")],
-    text: Annotated[str, typer.Argument(metavar="TEXT", help="Text to annotate.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-) -> None:
-    """Load a pipeline with spacy.load and print the entities and cats it finds in TEXT."""
-    import spacy
-
-    try:
-        nlp = spacy.load(model)
-    except (OSError, ImportError) as err:
-        msg.fail(f"Can't load {model!r}: {err}")
-        raise typer.Exit(1) from None
-    found = annotations(nlp, text)
-    if as_json:
-        print(json.dumps({"model": model, "text": text, "ents": found["ents"], "cats": dict(found["cats"])}))
-        return
-    msg.divider(model)
-    msg.info(f"Loaded {found['pipeline']}")
-    print(f"Text: {text}")
-    if found["has_ner"] or found["ents"]:
-        if found["ents"]:
-            msg.table([(t, label, f"{start}-{end}") for t, label, start, end in found["ents"]], header=("entity", "label", "chars"), divider=True)
-        else:
-            msg.text("Entities: none found")
-    if found["cats"]:
-        msg.table([(label, f"{score:.3f}") for label, score in found["cats"]], header=("cat", "score"), divider=True)
 
 
 # --- show-metrics -------------------------------------------------------------------
@@ -196,7 +152,7 @@ def metrics_rows(data: dict[str, Any]) -> tuple[list[tuple[str, str]], list[tupl
     return main, rows
 
 
-@app.command("show-metrics")
+@group("project").command("show-metrics")
 def show_metrics(
     paths: Annotated[list[Path], typer.Argument(metavar="METRICS_JSON", help="Output files of `spacy evaluate --output`.")],
 ) -> None:

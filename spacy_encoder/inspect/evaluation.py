@@ -38,7 +38,7 @@ class RecallSplit:
 
 def entity_names(docs: Sequence[Doc]) -> Set[str]:
     """The texts of the gold entities of `docs`, of any label: what makes a name *seen*
-    in training (`seen_unseen_recall`, `spacy-encoder vector-coverage`)."""
+    in training (`seen_unseen_recall`, `spacy-encoder vectors coverage`)."""
     return {ent.text for doc in docs for ent in doc.ents}
 
 

@@ -49,7 +49,7 @@ def torch_module(node: Model) -> torch.nn.Module:
     module = nodes.torch_module(node)
     if inference_only(module):
         raise InspectError(
-            "This encoder was optimized for inference (spacy-encoder script --optimize freeze|int8): "
+            "This encoder was optimized for inference (spacy-encoder deploy script --optimize freeze|int8): "
             "its layers are folded into one graph. Inspect the eager pipeline it was made from."
         )
     return module

@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["DEFAULT", "PRETRAINED_DIR", "PretrainedError", "available", "meta", "weights_path"]
 
 PRETRAINED_DIR = Path(__file__).parent
-# The encoder that `init-config --optimize accuracy` and configs/*_pretrained.cfg start from.
+# The encoder that `init config --optimize accuracy` and configs/*_pretrained.cfg start from.
 DEFAULT = "en-wiki-128"
 
 

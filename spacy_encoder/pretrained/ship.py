@@ -1,5 +1,5 @@
 """Put a `spacy pretrain` output into the package as a shipped encoder
-(`spacy-encoder ship-pretrained`).
+(`spacy-encoder pretrain ship`).
 
 The weights are copied to `NAME.bin` and their meta written to `NAME.json`: the
 architecture settings the weights fit (the shape-deciding ones of the config's tok2vec
@@ -24,7 +24,7 @@ SHAPE_SETTINGS = ("width", "depth", "n_heads", "ff_width", "attrs", "rows", "n_h
 RUN_KEYS = ("name", "text", "texts", "words_in_text", "words_seen", "epochs", "loss", "pretraining_seconds", "words_per_second", "machine", "command")
 WIKIPEDIA_TEXT = (
     "English Wikipedia, WikiExtractor output of a 2015 dump (../shared/corpora/wikipedia; jason-feng/wikiVisual@1c0fac9, "
-    "text/AA and text/AB), converted with `spacy-encoder wiki-text`"
+    "text/AA and text/AB), converted with `spacy-encoder convert wiki-text`"
 )
 VECTORS_TARGETS = (
     "en_core_web_md 3.8.0 vectors (300-d, 20,000 rows; ../shared/vectors/en_core_web_md), used as targets only: "

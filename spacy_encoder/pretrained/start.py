@@ -41,7 +41,7 @@ def create_start_from_pretrained_v1(
     name: Optional[str] = None, path: Optional[str] = None, component: str = "tok2vec", layer: str = ""
 ) -> Callable[[Language], Language]:
     """`spacy-encoder.start_from_pretrained.v1`, an `[initialize] after_init` callback:
-    load a shipped encoder (`name`, see `spacy-encoder pretrained`) or a `spacy pretrain`
+    load a shipped encoder (`name`, see `spacy-encoder pretrain list`) or a `spacy pretrain`
     output (`path`) into the encoder of `component` (and its `layer` ref, as in
     `[pretraining]`), with or without static vectors in the config. Exactly one of
     `name` and `path` is given."""

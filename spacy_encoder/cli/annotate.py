@@ -1,4 +1,5 @@
-"""`annotate-corpus`: run a pipeline over a corpus of JSONL or Parquet records, here
+"""`spacy-encoder annotate text text|corpus`: what a pipeline finds in one text (entities
+and cats), or a pipeline run over a corpus of JSONL or Parquet records, here
 (`--engine local`, `nlp.pipe`) or on a Ray cluster (`--engine ray`).
 
 A thin layer over `spacy_encoder.annotate`, where both engines live; Ray is
@@ -6,15 +7,16 @@ imported only there, and only by the Ray engine.
 """
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from wasabi import msg
 
-from . import app
+from . import group
 
 
 class Engine(str, Enum):
@@ -34,7 +36,7 @@ def _progress(done: int, total: int, seconds: float) -> None:
     print(f"  {done:,} / {total:,} docs ({100 * done / max(total, 1):.1f}%), {rate:,.0f} docs/s{eta}", file=sys.stderr, flush=True)
 
 
-@app.command("annotate-corpus")
+@group("annotate").command("corpus")
 def annotate_corpus(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Pipeline directory or installed package name (anything spacy.load takes).")],
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="A JSONL or Parquet file, or a folder of them (one record a doc, with an id and a text field).")],
@@ -83,3 +85,43 @@ def annotate_corpus(
     if summary.failures:
         msg.fail(f"{summary.failures:,} docs failed: see {output / corpus.FAILURES_FILE}")
         raise typer.Exit(1)
+
+
+def annotations(nlp: Any, text: str) -> dict[str, Any]:
+    doc = nlp(text)
+    return {
+        "pipeline": f"{nlp.meta.get('lang', '')}_{nlp.meta.get('name', '')}-{nlp.meta.get('version', '')} {nlp.pipe_names}",
+        "ents": [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents],
+        "cats": sorted(doc.cats.items(), key=lambda item: -item[1]),
+        "has_ner": any(nlp.get_pipe_meta(name).factory in ("ner", "beam_ner", "entity_ruler") for name in nlp.pipe_names),
+    }
+
+
+@group("annotate").command("text")
+def annotate(
+    model: Annotated[str, typer.Argument(metavar="PACKAGE_OR_PATH", help="Installed pipeline package name (e.g. en_encoder_wikigold_ner) or pipeline folder.")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="Text to annotate.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Load a pipeline with spacy.load and print the entities and cats it finds in TEXT."""
+    import spacy
+
+    try:
+        nlp = spacy.load(model)
+    except (OSError, ImportError) as err:
+        msg.fail(f"Can't load {model!r}: {err}")
+        raise typer.Exit(1) from None
+    found = annotations(nlp, text)
+    if as_json:
+        print(json.dumps({"model": model, "text": text, "ents": found["ents"], "cats": dict(found["cats"])}))
+        return
+    msg.divider(model)
+    msg.info(f"Loaded {found['pipeline']}")
+    print(f"Text: {text}")
+    if found["has_ner"] or found["ents"]:
+        if found["ents"]:
+            msg.table([(t, label, f"{start}-{end}") for t, label, start, end in found["ents"]], header=("entity", "label", "chars"), divider=True)
+        else:
+            msg.text("Entities: none found")
+    if found["cats"]:
+        msg.table([(label, f"{score:.3f}") for label, score in found["cats"]], header=("cat", "score"), divider=True)
