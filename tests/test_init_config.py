@@ -7,6 +7,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.util import load_config
+from thinc.api import Config
 from typer.testing import CliRunner
 
 from spacy_encoder.cli import app
@@ -55,7 +56,7 @@ def write_corpus(path, nlp, tasks):
     "args",
     [
         ["--pipeline", "ner"],
-        ["--pipeline", "textcat"],
+        ["--pipeline", "textcat", "--optimize", "efficiency"],
         ["--pipeline", "textcat_multilabel", "--optimize", "accuracy"],
         ["--pipeline", "ner,textcat", "--optimize", "accuracy", "--vectors", "--vectors-width", "8"],
     ],
@@ -111,4 +112,16 @@ def test_init_config_cli_fails_in_one_line_and_never_overwrites(tmp_path):
     assert existing.read_text() == "# my config\n"
     result = runner.invoke(app, ["init", "config", "-", "--pipeline", "tagger,parser"])
     assert result.exit_code == 0
-    assert "spacy-encoder.TransformerTok2Vec.v1" in result.output and "spacy.Tok2VecListener.v1" in result.output
+    # English starts from the shipped encoder by default: TransformerTok2Vec.v2.
+    assert "spacy-encoder.TransformerTok2Vec.v2" in result.output and "spacy.Tok2VecListener.v1" in result.output
+
+
+@pytest.mark.parametrize("lang, start", [("en", "accuracy"), ("de", "efficiency")])
+def test_init_config_starts_english_from_the_shipped_encoder_by_default(tmp_path, lang, start):
+    result = CliRunner().invoke(app, ["init", "config", str(tmp_path / "c.cfg"), "--pipeline", "ner", "--lang", lang])
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "c.cfg", interpolate=False)
+    assert f"--optimize {start}" in (tmp_path / "c.cfg").read_text().splitlines()[0]
+    assert config == Config().from_str(make_config(["ner"], optimize=start, lang=lang).to_str(), interpolate=False)
+    init_tok2vec = config["initialize"]["init_tok2vec"]
+    assert ("spacy-encoder.pretrained_tok2vec.v1" in str(init_tok2vec)) == (start == "accuracy")

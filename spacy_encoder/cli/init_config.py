@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from wasabi import msg
@@ -26,9 +26,14 @@ def init_config_command(
     output: Annotated[Path, typer.Argument(metavar="OUTPUT", help="The config file to write (- for standard output).", allow_dash=True)],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated components, e.g. ner,textcat.")] = "ner",
     optimize: Annotated[
-        Optimize,
-        typer.Option("--optimize", "-o", help=f"efficiency: the encoder from scratch; accuracy: from the shipped pretrained encoder ({PRETRAINED})."),
-    ] = Optimize.efficiency,
+        Optional[Optimize],
+        typer.Option(
+            "--optimize",
+            "-o",
+            help=f"efficiency: the encoder from scratch; accuracy: from the shipped pretrained encoder ({PRETRAINED}), the default for English (same speed; see docs/benchmarks.md).",
+            show_default="accuracy for --lang en, else efficiency",
+        ),
+    ] = None,
     vectors: Annotated[bool, typer.Option("--vectors", help="Read static vectors (then train with --paths.vectors, e.g. en_core_web_md).")] = False,
     vectors_width: Annotated[int, typer.Option("--vectors-width", min=1, help="Width of those vectors (300 for en_core_web_md/lg, 50 for GloVe 6B 50d).")] = VECTORS_WIDTH,
     gpu: Annotated[bool, typer.Option("--gpu", "-G", help="Mixed precision and the PyTorch allocator (train with --gpu-id 0).")] = False,
@@ -38,8 +43,9 @@ def init_config_command(
     """Write a complete training config whose components share a spacy-encoder
     Transformer tok2vec, laid out as `spacy init config` writes one; `spacy train` takes
     it unchanged (add --paths.train and --paths.dev)."""
-    from ..init_config import InitConfigError, make_config
+    from ..init_config import InitConfigError, default_optimize, make_config
 
+    optimize = optimize or Optimize(default_optimize(lang))
     to_stdout = str(output) == "-"
     if not to_stdout and output.exists() and not force:
         msg.fail(f"{output} exists; use --force to overwrite it", exits=1)
