@@ -11,8 +11,8 @@ thresholds, for four variants of the encoder:
 - `encode`: `spacy.Tok2Vec.v2` with `spacy.MultiHashEmbed.v2` and
   `spacy-encoder.TransformerEncoder.v2` (output_scale 3.0) in the encode slot;
 - `tok2vec-torchscript`, `encode-torchscript`: the same with `torchscript = true`, so
-  the encoder trains and saves as TorchScript. The `spacy-encoder script` path (README,
-  Deploy) to `Scripted*` pipelines is checked for every variant in
+  the encoder trains and saves as TorchScript. The `spacy-encoder deploy script` path
+  (docs/deployment.md) to `Scripted*` pipelines is checked for every variant in
   `test_scripted_pipeline_conforms`.
 
 Small models (width 64, depth 2, 4 heads, windows of 16 tokens) keep each test to seconds.
@@ -534,7 +534,7 @@ def test_encoder_v2_is_v1_scaled_and_loads_as_scripted_encoder_v1():
         numpy.testing.assert_allclose(b, a, atol=1e-6)
 
 
-# --- The `spacy-encoder script` path (README, Deploy) ------------------------------------
+# --- The `spacy-encoder deploy script` path (docs/deployment.md) ----------------------
 
 
 def test_scripted_pipeline_conforms(listener, variant, tmp_path, caplog):

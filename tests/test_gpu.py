@@ -3,8 +3,8 @@ GPU loaded on the CPU.
 
 Marked `gpu`, which the default run leaves out (`pytest -m gpu tests/test_gpu.py` runs
 them), and skipped, with the reason, where torch sees no CUDA device. `bash .ci/gpu-check
-device` runs them on a lent GPU machine (README, GPU). spaCy on a GPU needs CuPy as well
-as a CUDA torch (TRAPS.md): without it these tests fail at `require_gpu`, as
+device` runs them on a lent GPU machine (docs/development.md, GPU tests). spaCy on a GPU
+needs CuPy as well as a CUDA torch (docs/gpu.md): without it these tests fail at `require_gpu`, as
 `spacy train --gpu-id 0` would.
 """
 from typing import Any, Dict, List, Tuple
