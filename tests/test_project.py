@@ -380,3 +380,56 @@ def test_demo_workflow_installs_working_packages(tmp_path: Path) -> None:
         assert "--training.max_steps 6" in out
     finally:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", *names], capture_output=True)
+
+
+# --- every workflow's first steps, from a fresh copy ---------------------------------------
+
+# A workflow's long work starts at its first training; what comes before it (copying,
+# converting, preparing vectors and text) runs here for every workflow.
+LONG_STEP_PREFIXES = ("train-", "pretrain-", "accuracy-benchmark")
+
+
+def first_steps(project: dict) -> list:
+    """The steps of every workflow before its first long one, each once, in order."""
+    steps: list = []
+    for workflow in project["workflows"].values():
+        for step in workflow:
+            if step.startswith(LONG_STEP_PREFIXES):
+                break
+            if step not in steps:
+                steps.append(step)
+    return steps
+
+
+def test_first_steps_cover_every_workflow(project) -> None:
+    steps = first_steps(project)
+    assert {"copy-corpora", "convert-conll2003", "glove-vectors", "convert-wikipedia", "convert-wikigold"} <= set(steps)
+    for name, workflow in project["workflows"].items():
+        assert workflow[0] in steps, name
+
+
+@pytest.mark.timeout(1200)
+def test_every_workflow_starts_from_a_fresh_copy(project, commands, tmp_path: Path) -> None:
+    """The steps before each workflow's first training run in a copy of the repository
+    with no assets/, corpus/*.spacy, training/ or metrics/, and ../shared beside it:
+    every folder a step writes into is made by that step or by the project."""
+    for path in ("corpora/conll2003", "corpora/sst2", "corpora/wikipedia", "vectors/glove.6B.50d"):
+        if not (SHARED.parent / path).exists():
+            pytest.skip(f"{SHARED.parent / path} is absent (research data lives in ../shared, not in the repo)")
+    project_dir = copy_project(tmp_path / "project")
+    (tmp_path / "shared").symlink_to(SHARED.parent, target_is_directory=True)
+    for step in first_steps(project):
+        proc = subprocess.run(
+            [sys.executable, "-m", "spacy", "project", "run", step, str(project_dir), "--vars.wiki_words", "20000"],
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{step}:\n{output[-4000:]}"
+        assert "Traceback" not in output, f"{step}:\n{output[-4000:]}"
+        for out in commands[step].get("outputs", []):
+            assert (project_dir / out).exists(), f"{step} did not write {out}"
+        # Not a terminal: one line per step, no spinner frames.
+        assert "\u2819" not in output and "\u2839" not in output, f"{step}: spinner frames in a log"
