@@ -6,11 +6,9 @@ TorchScript conversion of a built model is `deploy.script_encoder`.
 """
 import functools
 import logging
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
-from confection import ConfigValidationError
 from spacy.tokens import Doc
 from thinc.api import CupyOps, Model, PyTorchGradScaler, get_current_ops
 from thinc.types import Floats2d
@@ -19,14 +17,14 @@ from .layers import pad_empty, transformer_encoder, transformer_tok2vec
 from .pytorch import (
     EmbedConfig,
     EncoderConfig,
-    EncoderConfigError,
     Tok2VecEncoder,
     TransformerEncoder,
     VectorsTok2VecEncoder,
     use_fast_dropout,
 )
-from .pytorch.config import check_windows
 from .shims import quiet_jit, torch_layer
+from .validation import check_attrs, config_errors
+from .windowing import check_windows
 
 logger = logging.getLogger("spacy_encoder")
 
@@ -180,7 +178,7 @@ def _build_tok2vec(
     **encoder_settings: Any,
 ) -> Model[List[Doc], List[Floats2d]]:
     """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
-    with _config_errors(name):
+    with config_errors(name):
         embed_config = EmbedConfig(
             attrs=list(attrs),
             rows=list(rows),
@@ -194,7 +192,7 @@ def _build_tok2vec(
         encoder_config = EncoderConfig(
             width=width, max_length=max_length, window_stride=window_stride, **encoder_settings
         )
-        _check_attrs(attrs)
+        check_attrs(attrs)
     if vectors_width:
         make_module = functools.partial(VectorsTok2VecEncoder, embed_config, encoder_config)
     else:
@@ -286,7 +284,7 @@ def _build_encoder(
     **encoder_settings: Any,
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """The encoder of the `TransformerEncoder` builders, from their arguments."""
-    with _config_errors(name):
+    with config_errors(name):
         config = EncoderConfig(width=width, max_length=max_length, window_stride=window_stride, **encoder_settings)
     make_module = _with_dropout(functools.partial(TransformerEncoder, config), config.fast_dropout)
     torch_layer = _wrap(make_module(), width, mixed_precision, grad_scaler_config, torchscript, make_module)
@@ -310,8 +308,8 @@ def build_scripted_tok2vec_v1(
     settings that do not shape it: mixed_precision (default: false) and
     grad_scaler_config (default: {}).
     """
-    with _config_errors("spacy-encoder.ScriptedTok2Vec.v1"):
-        _check_attrs(attrs)
+    with config_errors("spacy-encoder.ScriptedTok2Vec.v1"):
+        check_attrs(attrs)
         check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_tok2vec(
@@ -333,8 +331,8 @@ def build_scripted_tok2vec_v2(
     a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`, also for the defaults).
     `vectors_width` must match the saved module and the pipeline's vectors."""
     name = "spacy-encoder.ScriptedTok2Vec.v2"
-    with _config_errors(name):
-        _check_attrs(attrs)
+    with config_errors(name):
+        check_attrs(attrs)
         check_windows(max_length, window_stride)
         EmbedConfig(attrs=list(attrs), rows=[1] * len(attrs), vectors_width=vectors_width)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
@@ -360,7 +358,7 @@ def build_scripted_encoder_v1(
     """The TorchScript counterpart of `spacy-encoder.TransformerEncoder.v1`, loaded
     from a saved pipeline (see `spacy-encoder.ScriptedTok2Vec.v1`, also for the
     defaults)."""
-    with _config_errors("spacy-encoder.ScriptedEncoder.v1"):
+    with config_errors("spacy-encoder.ScriptedEncoder.v1"):
         check_windows(max_length, window_stride)
     torch_layer = _wrap(None, width, mixed_precision, grad_scaler_config, torchscript=True)
     return transformer_encoder(torch_layer, width=width, max_length=max_length, window_stride=window_stride)
@@ -452,25 +450,3 @@ def _wrap(
         )
     wrapper.set_dim("nO", width)
     return wrapper
-
-
-@contextmanager
-def _config_errors(architecture: str) -> Iterator[None]:
-    """Report a bad hyper-parameter as a config error naming the field, which
-    `spacy train` prints without a traceback."""
-    try:
-        yield
-    except EncoderConfigError as err:
-        raise ConfigValidationError(
-            title=f"Invalid settings for {architecture}",
-            errors=[{"loc": [err.field], "msg": f"{err.why} (got {err.value!r})"}],
-            show_config=False,
-        ) from None
-
-
-def _check_attrs(attrs: List[str]) -> None:
-    from spacy.attrs import IDS
-
-    for attr in attrs:
-        if attr.upper() not in IDS:
-            raise EncoderConfigError("attrs", attr, "Unknown token attribute; use spaCy names such as NORM or SHAPE.")

@@ -6,7 +6,7 @@ layer, and its outputs back to one row per token.
       -> torch layer -> (B, T, D) per bucket -> (sum n_i, D)
 
 Docs longer than `max_length` are cut into windows that start every `window_stride`
-tokens (`pytorch.windows.doc_windows`); each token takes its vector from the window in
+tokens (`windowing.doc_windows`); each token takes its vector from the window in
 which it sits most centrally, so every token keeps at least
 (max_length - window_stride) / 2 tokens of context on both sides wherever the doc
 allows. Nothing is truncated.
@@ -18,7 +18,7 @@ import numpy
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .pytorch.windows import doc_windows
+from .windowing import doc_windows
 
 # Buckets: a new padded batch is started when the current one would hold more than
 # BUCKET_TOKENS positions, or when it holds more than MIN_BUCKET_TOKENS and more than

@@ -11,7 +11,7 @@ import copy
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from spacy.util import load_config
@@ -42,6 +42,14 @@ SCRIPTED = {
         ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
 }
+
+
+WINDOWS_RULE = (
+    "docs longer than max_length: windows of max_length tokens starting every window_stride "
+    "tokens, the last aligned to the doc's end; window i owns the tokens from the previous "
+    "window's hand-over point up to (start[i+1] + start[i] + max_length) // 2 (the doc's end "
+    "for the last window)"
+)
 
 
 class DeployError(ValueError):
@@ -112,20 +120,30 @@ def script_encoder(model: Model, optimize: str = "none") -> Model:
 
 
 
-def _scripted_config(section: Any) -> Tuple[Any, int]:
-    """The config with every eager encoder section replaced by its scripted twin."""
+def rewrite_sections(section: Any, rewrite: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]) -> Tuple[Any, int]:
+    """A config section with every block that `rewrite` returns a new block for
+    replaced by it (`rewrite` returns None to leave a block and look inside it), and
+    how many were replaced."""
     if not isinstance(section, dict):
         return section, 0
-    architecture = section.get("@architectures")
-    if architecture in SCRIPTED:
-        scripted_name, keep = SCRIPTED[architecture]
-        return {"@architectures": scripted_name, **{k: section[k] for k in keep}}, 1
+    new = rewrite(section)
+    if new is not None:
+        return new, 1
     count = 0
     out = {}
     for key, value in section.items():
-        out[key], n = _scripted_config(value)
+        out[key], n = rewrite_sections(value, rewrite)
         count += n
     return out, count
+
+
+def _scripted_twin(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """An eager encoder block's scripted twin, or None for any other block."""
+    architecture = section.get("@architectures")
+    if architecture not in SCRIPTED:
+        return None
+    scripted_name, keep = SCRIPTED[architecture]
+    return {"@architectures": scripted_name, **{k: section[k] for k in keep}}
 
 
 def script_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -> List[str]:
@@ -148,7 +166,7 @@ def script_pipeline(model_path: Path, output_path: Path, optimize: str = "none")
     nlp.to_disk(output_path)
     config_path = output_path / "config.cfg"
     config = load_config(config_path, interpolate=False)
-    components, n_sections = _scripted_config(dict(config["components"]))
+    components, n_sections = rewrite_sections(dict(config["components"]), _scripted_twin)
     if n_sections == 0:
         raise DeployError(f"{model_path}: config.cfg has no eager spacy-encoder section to rewrite.")
     config["components"] = components
@@ -161,9 +179,9 @@ def description_path(output: Path) -> Path:
     return output.with_name(output.name + ".json")
 
 
-def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) -> Dict[str, Any]:
-    """Write the encoder of `component` to `output` (TorchScript or torch.export) and
-    its description to `<output>.json`. Returns the description."""
+def export_target(model_path: Path, component: str, fmt: str) -> Tuple[Model, Dict[str, Any]]:
+    """The eager tok2vec node of `component` in the pipeline at `model_path`, and the
+    part of an export's description that every format shares."""
     nlp = load_pipeline(model_path)
     tok2vecs = list(pipeline_encoders(nlp, (TOK2VEC,)))
     nodes = [node for name, node in tok2vecs if name == component]
@@ -174,9 +192,7 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
             f"components with one: {', '.join(found) or 'none'}."
         )
     node = nodes[0]
-    module = torch_module(node).eval()
     attrs = node.attrs
-    vectors_width = attrs.get("vectors_width", 0)
     description: Dict[str, Any] = {
         "format": fmt,
         "spacy_encoder_version": __version__,
@@ -190,14 +206,25 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
             "as int64; hashing into the embedding tables happens inside the module"
         ),
     }
-    if vectors_width:
-        description["vectors_width"] = vectors_width
+    if attrs.get("vectors_width", 0):
+        description["vectors_width"] = attrs["vectors_width"]
         description["vectors"] = (
             "each token's row of the pipeline's nlp.vocab.vectors (float32, zeros where the table "
             "has no row for the token's ORTH key), looked up outside the module as spaCy's "
             "StaticVectors does: the table is saved once, with the pipeline's vocab, and the "
             "key-to-row map is spaCy's, so the file holds only the trained projection"
         )
+    return node, description
+
+
+def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) -> Dict[str, Any]:
+    """Write the encoder of `component` to `output` (TorchScript or torch.export) and
+    its description to `<output>.json`. Returns the description. (ONNX:
+    `onnx_export.export_onnx_file`.)"""
+    node, description = export_target(model_path, component, fmt)
+    module = torch_module(node).eval()
+    attrs = node.attrs
+    vectors_width = attrs.get("vectors_width", 0)
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
         with quiet_jit():
@@ -227,12 +254,7 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
         torch.export.save(program, str(output))
         description["inputs"] = inputs
         description["output"] = "(batch, seq, width) float32; padding rows are zero"
-        description["windows"] = (
-            "docs longer than max_length: windows of max_length tokens starting every window_stride "
-            "tokens, the last aligned to the doc's end; window i owns the tokens from the previous "
-            "window's hand-over point up to (start[i+1] + start[i] + max_length) // 2 (the doc's end "
-            "for the last window)"
-        )
+        description["windows"] = WINDOWS_RULE
     else:
         raise DeployError(f"Unknown format {fmt!r}: expected 'torchscript' or 'export'.")
     description_path(output).write_text(json.dumps(description, indent=2) + "\n", encoding="utf8")

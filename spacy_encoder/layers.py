@@ -30,13 +30,15 @@ def transformer_tok2vec(
     window_stride: int,
     vectors_width: int = 0,
     architecture: str = "spacy-encoder.TransformerTok2Vec.v1",
+    name: str = TOK2VEC,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Docs to one (n_tokens, width) array each, through `torch_layer` (a wrapped
     `Tok2VecEncoder`, or `VectorsTok2VecEncoder` when `vectors_width` > 0: then each
     token's row of `doc.vocab.vectors` is looked up and passed in beside its ids).
-    `architecture` names the registered builder in error messages."""
+    `architecture` names the registered builder in error messages; `name` is the
+    node's name (`nodes.ONNX_TOK2VEC` around an ONNX graph instead of a torch layer)."""
     return Model(
-        TOK2VEC,
+        name,
         _tok2vec_forward,
         init=_tok2vec_init,
         layers=[torch_layer],

@@ -19,6 +19,9 @@ from thinc.api import Model
 TOK2VEC = "spacy-encoder.tok2vec"
 ENCODER = "spacy-encoder.encoder"
 NAMES = (TOK2VEC, ENCODER)
+# A tok2vec whose encoder is an ONNX graph run by onnxruntime (`onnx_layer`): the same
+# features and windows, no torch module, so none of the accessors below apply to it.
+ONNX_TOK2VEC = "spacy-encoder.onnx_tok2vec"
 
 
 def encoder_nodes(model: Model, names: Tuple[str, ...] = NAMES) -> Iterator[Model]:

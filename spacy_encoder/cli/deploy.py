@@ -1,4 +1,4 @@
-"""`spacy-encoder deploy script` and `spacy-encoder deploy export`."""
+"""`spacy-encoder deploy script|onnx|export`."""
 from enum import Enum
 from pathlib import Path
 
@@ -9,10 +9,12 @@ from . import group
 
 
 class ExportFormat(str, Enum):
-    """`torchscript`: a `torch.jit` file; `export`: a `torch.export` program (.pt2)."""
+    """`torchscript`: a `torch.jit` file; `export`: a `torch.export` program (.pt2);
+    `onnx`: an ONNX graph for onnxruntime."""
 
     torchscript = "torchscript"
     export = "export"
+    onnx = "onnx"
 
 
 class Optimize(str, Enum):
@@ -54,18 +56,42 @@ def export_command(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
     output: Path = typer.Argument(..., metavar="OUTPUT", help="Output file, e.g. encoder.pt (its description goes to OUTPUT.json)."),
     component: str = typer.Option("tok2vec", "--component", "-c", help="Component holding the encoder."),
-    fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", "-f", help="torchscript (torch.jit) or export (torch.export)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", "-f", help="torchscript (torch.jit), export (torch.export) or onnx (onnxruntime)."),
 ) -> None:
     """Write a trained encoder as a standalone file: feature ids in, vectors out."""
     from ..deploy import DeployError, description_path, export_encoder
 
     _require_pipeline(model_path)
     try:
-        description = export_encoder(model_path, output, component=component, fmt=fmt.value)
+        if fmt is ExportFormat.onnx:
+            from ..onnx_export import export_onnx_file
+
+            description = export_onnx_file(model_path, output, component=component)
+        else:
+            description = export_encoder(model_path, output, component=component, fmt=fmt.value)
     except DeployError as err:
         msg.fail(str(err), exits=1)
     msg.good(f"Wrote {output} ({fmt.value}) and {description_path(output)}")
     msg.text(f"inputs: {description['inputs']}; attrs: {description['attrs']}")
+
+
+@group("deploy").command("onnx")
+def onnx_command(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Trained pipeline directory (or package path)."),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT_DIR", help="Directory for the ONNX pipeline."),
+) -> None:
+    """Turn a trained pipeline into one whose tok2vec runs as an ONNX graph on
+    onnxruntime: inference only, and loadable without torch."""
+    from ..deploy import DeployError
+    from ..onnx_export import onnx_pipeline
+
+    _require_pipeline(model_path)
+    try:
+        components = onnx_pipeline(model_path, output_path)
+    except DeployError as err:
+        msg.fail(str(err), exits=1)
+    msg.good(f"Exported the encoder of {', '.join(components)} to ONNX; saved to {output_path}")
+    msg.text(f"Load it with spacy.load('{output_path}'); it needs onnxruntime (pip install \"spacy-encoder[onnx]\"), not torch.")
 
 
 def _require_pipeline(path: Path) -> None:

@@ -7,20 +7,9 @@ Field names match the builder arguments so the message names the config field.
 from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple, Union
 
+from ..windowing import EncoderConfigError, check_windows  # noqa: F401 (part of this module's API)
+
 POSITION_KINDS: Tuple[str, ...] = ("rotary", "sinusoidal", "learned", "none")
-
-
-class EncoderConfigError(ValueError):
-    """A hyper-parameter of the encoder has a value it cannot be built with.
-
-    `field` names the argument (as written in a config), `why` says what is expected.
-    """
-
-    def __init__(self, field: str, value: object, why: str) -> None:
-        self.field = field
-        self.value = value
-        self.why = why
-        super().__init__(f"Invalid value for '{field}': {value!r}. {why}")
 
 
 @dataclass
@@ -123,19 +112,6 @@ def feature_dropout_rates(value: Union[float, Sequence[float]], n_attrs: int) ->
         if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
             raise EncoderConfigError("feature_dropout", value, "Expected a float in [0, 1), or a list of them.")
     return [float(rate) for rate in rates]
-
-
-def check_windows(max_length: int, window_stride: int) -> None:
-    """The window settings, also checked alone where a saved graph replaces the config."""
-    if max_length < 2:
-        raise EncoderConfigError("max_length", max_length, "Expected at least 2.")
-    if not 1 <= window_stride <= max_length:
-        raise EncoderConfigError(
-            "window_stride",
-            window_stride,
-            f"Expected 1 <= window_stride <= max_length ({max_length}); "
-            "windows of a long doc must overlap or touch.",
-        )
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Long sequences as overlapping windows, and a one-doc module that stitches them.
 
-The window rule lives here, in TorchScript-compatible Python, so that the Thinc layer
+The window rule (`spacy_encoder.windowing.doc_windows`, TorchScript-compatible Python
+with no imports) is shared with the Thinc layer and the ONNX layer, so that all of them
 and a standalone exported module cut and stitch long docs identically.
 """
 from typing import List, Tuple
@@ -8,39 +9,8 @@ from typing import List, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..windowing import doc_windows
 from .encoder import Tok2VecEncoder
-
-
-def doc_windows(n_tokens: int, max_length: int, stride: int) -> List[Tuple[int, int, int, int]]:
-    """Split a doc of `n_tokens` into windows of at most `max_length` tokens starting
-    every `stride` tokens (the last one aligned to the end).
-
-    :return: (start, length, own_start, own_end) per window, relative to the doc. Each
-        token takes its vector from the window that owns it; the owned ranges partition
-        [0, n_tokens) and hand over in the middle of each overlap, so a token keeps about
-        (max_length - stride) / 2 tokens of context on both sides wherever the doc allows.
-    """
-    windows: List[Tuple[int, int, int, int]] = []
-    if n_tokens == 0:
-        return windows
-    if n_tokens <= max_length:
-        windows.append((0, n_tokens, 0, n_tokens))
-        return windows
-    starts: List[int] = []
-    start = 0
-    while start + max_length < n_tokens:
-        starts.append(start)
-        start += stride
-    starts.append(n_tokens - max_length)
-    own_start = 0
-    for i in range(len(starts)):
-        if i == len(starts) - 1:
-            own_end = n_tokens
-        else:
-            own_end = (starts[i + 1] + starts[i] + max_length) // 2
-        windows.append((starts[i], max_length, own_start, own_end))
-        own_start = own_end
-    return windows
 
 
 class DocEncoder(nn.Module):

@@ -1,0 +1,173 @@
+"""The trained encoder as an ONNX graph (`torch.onnx.export`, dynamo), and pipelines
+whose tok2vec runs it through onnxruntime (`spacy-encoder.OnnxTok2Vec.v1`, no torch
+needed to load or run them).
+
+The graph is the eager module on one padded bucket, with dynamic batch and length:
+
+    ids (B, T <= max_length, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
+      -> output (B, T, D) float32, padding rows zero
+
+Hashing into the embedding tables, positions and the padding mask are inside it, as in
+the TorchScript file; windows of long docs are planned outside it (`buckets`), as for
+the `torch.export` format. Exporting needs `onnx` and `onnxscript` beside torch
+(`pip install "spacy-encoder[onnx]"`).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from thinc.api import Model
+
+from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, rewrite_sections
+from .nodes import ENCODER, pipeline_encoders, torch_module
+from .onnx_layer import ARCHITECTURE, INPUT_IDS, INPUT_LENGTHS, INPUT_VECTORS, OUTPUT, build_onnx_tok2vec_v1
+from .weights import load_pipeline
+
+# The settings an OnnxTok2Vec.v1 section keeps from the eager tok2vec's section.
+ONNX_SETTINGS = ("width", "attrs", "max_length", "window_stride", "vectors_width")
+EXPORT_HINT = 'pip install "spacy-encoder[onnx]" (onnx and onnxscript, for torch.onnx.export)'
+# The largest batch the graph declares; run_windows' buckets hold far fewer rows.
+MAX_BATCH = 65536
+
+
+def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int) -> bytes:
+    """The eager `Tok2VecEncoder` (or `VectorsTok2VecEncoder`) as a serialized ONNX
+    model with dynamic batch and length (1 to `max_length`), in eval mode."""
+    if isinstance(module, torch.jit.ScriptModule):
+        raise DeployError("the encoder is already TorchScript; export the eager pipeline it was made from")
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise DeployError(f"exporting to ONNX needs onnx and onnxscript: {EXPORT_HINT}") from None
+    module = module.eval()
+    device = next(module.parameters()).device
+    ids = torch.zeros((2, 4, n_attrs), dtype=torch.int64, device=device)
+    lengths = torch.tensor([4, 2], dtype=torch.int64, device=device)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    seq = torch.export.Dim("seq", min=1, max=max_length)
+    names = [INPUT_IDS, INPUT_LENGTHS]
+    example: Tuple[torch.Tensor, ...] = (ids, lengths)
+    shapes: Dict[str, Any] = {"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
+    if vectors_width:
+        names = [INPUT_IDS, INPUT_VECTORS, INPUT_LENGTHS]
+        example = (ids, torch.zeros((2, 4, vectors_width), device=device), lengths)
+        shapes = {"ids": {0: batch, 1: seq}, "vectors": {0: batch, 1: seq}, "lengths": {0: batch}}
+    exporter_logs = logging.getLogger("torch.onnx")
+    level = exporter_logs.level
+    exporter_logs.setLevel(logging.ERROR)  # "torchvision is not installed" and the like
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module, example, dynamo=True, dynamic_shapes=shapes, input_names=names, output_names=[OUTPUT], verbose=False
+            )
+    finally:
+        exporter_logs.setLevel(level)
+    buffer = io.BytesIO()
+    program.save(buffer)
+    return buffer.getvalue()
+
+
+def node_graph(node: Model) -> bytes:
+    """The ONNX graph of the eager tok2vec `node`'s module."""
+    attrs = node.attrs
+    return export_graph(
+        torch_module(node), n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
+    )
+
+
+def onnx_node(node: Model) -> Model:
+    """An `OnnxTok2Vec.v1` node equal to the eager tok2vec `node`, its graph exported."""
+    attrs = node.attrs
+    graph = node_graph(node)
+    new = build_onnx_tok2vec_v1(
+        width=node.get_dim("nO"),
+        attrs=list(attrs["attrs"]),
+        max_length=attrs["max_length"],
+        window_stride=attrs["window_stride"],
+        vectors_width=attrs.get("vectors_width", 0),
+    )
+    new.layers[0].attrs["graph"] = graph
+    return new
+
+
+def _onnx_twin(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """An eager TransformerTok2Vec block's OnnxTok2Vec.v1 twin, or None for any other block."""
+    if not str(section.get("@architectures", "")).startswith("spacy-encoder.TransformerTok2Vec."):
+        return None
+    kept = {key: section[key] for key in ONNX_SETTINGS if key in section}
+    kept.setdefault("vectors_width", 0)
+    return {"@architectures": ARCHITECTURE, **kept}
+
+
+def onnx_pipeline(model_path: Path, output_path: Path) -> List[str]:
+    """Write a copy of the pipeline at `model_path` whose spacy-encoder tok2vecs run as
+    ONNX graphs (inference only, no torch needed to load it). Returns the names of the
+    components whose tok2vec was converted."""
+    from spacy.util import load_config
+
+    nlp = load_pipeline(model_path)
+    found = list(pipeline_encoders(nlp))
+    if not found:
+        raise DeployError(f"{model_path}: no spacy-encoder architecture in this pipeline.")
+    slots = sorted({name for name, node in found if node.name == ENCODER})
+    if slots:
+        raise DeployError(
+            f"{model_path}: {', '.join(slots)} use spacy-encoder.TransformerEncoder in spacy.Tok2Vec's encode "
+            "slot, which `deploy onnx` does not convert; use `deploy script --optimize freeze|int8`."
+        )
+    converted = []
+    for name, node in found:
+        component = nlp.get_pipe(name)
+        try:
+            new = onnx_node(node)
+        except DeployError as err:
+            raise DeployError(f"{model_path}: {err}.") from None
+        if component.model is node:
+            component.model = new
+        else:
+            component.model.replace_node(node, new)
+        converted.append(name)
+    nlp.meta.setdefault("spacy_encoder", {})["inference"] = "onnx"
+    nlp.to_disk(output_path)
+    config_path = output_path / "config.cfg"
+    config = load_config(config_path, interpolate=False)
+    config["components"], n_sections = rewrite_sections(dict(config["components"]), _onnx_twin)
+    if n_sections == 0:
+        raise DeployError(f"{model_path}: config.cfg has no TransformerTok2Vec section to rewrite.")
+    config.to_disk(config_path)
+    return sorted(converted)
+
+
+def export_onnx_file(model_path: Path, output: Path, *, component: str) -> Dict[str, Any]:
+    """Write the encoder of `component` to `output` as a standalone ONNX graph and its
+    description to `<output>.json`, as `deploy.export_encoder` does for the torch
+    formats. Returns the description."""
+    node, description = export_target(model_path, component, "onnx")
+    attrs = node.attrs
+    try:
+        graph = node_graph(node)
+    except DeployError as err:
+        raise DeployError(f"{model_path}: {err}.") from None
+    inputs = {"ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded"}
+    if attrs.get("vectors_width"):
+        inputs["vectors"] = f"(batch, seq, {attrs['vectors_width']}) float32, padded"
+    inputs["lengths"] = "(batch,) int64, real tokens per row"
+    description.update(
+        inputs=inputs,
+        output="(batch, seq, width) float32; padding rows are zero",
+        runtime="onnxruntime (CPUExecutionProvider)",
+        windows=WINDOWS_RULE,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(graph)
+    description_path(output).write_text(json.dumps(description, indent=2) + "\n", encoding="utf8")
+    return description
+

@@ -1,0 +1,138 @@
+"""`spacy-encoder.OnnxTok2Vec.v1`: a tok2vec whose encoder is an ONNX graph that
+onnxruntime runs, for inference without torch.
+
+The features, static vectors, windows and buckets are the eager tok2vec's own
+(`layers.transformer_tok2vec`, `buckets.run_windows`); only the torch layer is replaced
+by `onnx_layer`, which feeds each padded bucket to the graph:
+
+    ids (B, T, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
+      -> graph (hashing, positions, padding mask, encoder layers)
+      -> output (B, T, D) float32
+
+The graph is written by `spacy-encoder deploy onnx` (`onnx_export`) and saved in the
+pipeline's model file as an attribute of the layer, so `spacy.load` needs no other
+file. Nothing here imports torch; onnxruntime is imported when the first doc runs
+(`pip install "spacy-encoder[onnx]"`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from typing import Any, Callable, Dict, List, Tuple
+
+from thinc.api import Model
+
+from .layers import transformer_tok2vec
+from .nodes import ONNX_TOK2VEC
+from .validation import check_attrs, config_errors
+from .windowing import check_windows
+
+ARCHITECTURE = "spacy-encoder.OnnxTok2Vec.v1"
+INPUT_IDS, INPUT_VECTORS, INPUT_LENGTHS, OUTPUT = "ids", "vectors", "lengths", "output"
+ORT_HINT = 'pip install "spacy-encoder[onnx]"'
+
+# One session per graph and process: onnxruntime's sessions are safe to run from
+# several threads, and its thread pool does not survive a fork, so a forked worker
+# (nlp.pipe(n_process=2)) makes its own, with one intra-op thread.
+_sessions: Dict[Tuple[str, int], Any] = {}
+_sessions_lock = threading.Lock()
+_forked = False
+
+
+def _after_fork() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def build_onnx_tok2vec_v1(
+    *,
+    width: int,
+    attrs: List[str],
+    max_length: int,
+    window_stride: int,
+    vectors_width: int = 0,
+) -> Model:
+    """An ONNX tok2vec loaded from a saved pipeline (written by `spacy-encoder deploy
+    onnx` from a `TransformerTok2Vec.v1`/`.v2` pipeline): the graph comes from the
+    pipeline's files. Inference only: it cannot be initialized from scratch or
+    trained. Arguments as in `spacy-encoder.TransformerTok2Vec.v2`; they must match
+    the saved graph, so they have no defaults except vectors_width (default: 0)."""
+    with config_errors(ARCHITECTURE):
+        check_attrs(attrs)
+        check_windows(max_length, window_stride)
+    return transformer_tok2vec(
+        onnx_layer(width),
+        attrs=list(attrs),
+        width=width,
+        max_length=max_length,
+        window_stride=window_stride,
+        vectors_width=vectors_width,
+        architecture=ARCHITECTURE,
+        name=ONNX_TOK2VEC,
+    )
+
+
+def onnx_layer(width: int, graph: bytes = b"") -> Model:
+    """The thinc layer that runs an ONNX encoder graph on one padded bucket (the
+    inputs `buckets.run_windows` gives a torch layer). `graph`: the serialized ONNX
+    model; empty for a placeholder that `from_bytes` fills."""
+    return Model("onnx", _onnx_forward, init=_onnx_init, attrs={"graph": graph}, dims={"nI": None, "nO": width})
+
+
+def _onnx_init(model: Model, X: Any = None, Y: Any = None) -> None:
+    if not model.attrs["graph"]:
+        raise ValueError(
+            f"{ARCHITECTURE} cannot be initialized from scratch: its graph comes from a pipeline "
+            "written by `spacy-encoder deploy onnx`. Train spacy-encoder.TransformerTok2Vec instead."
+        )
+
+
+def _onnx_forward(model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tuple[Any, Callable]:
+    if is_train:
+        raise ValueError(
+            f"spacy-encoder: this encoder is an ONNX graph ({ARCHITECTURE}: inference only) and cannot "
+            "be trained; train the eager pipeline it was made from, or freeze the component (frozen_components)."
+        )
+    X, *static, lengths = inputs
+    ops = model.ops
+    feeds = {INPUT_IDS: ops.to_numpy(X), INPUT_LENGTHS: ops.to_numpy(lengths).astype("int64", copy=False)}
+    if static:
+        feeds[INPUT_VECTORS] = ops.to_numpy(static[0]).astype("float32", copy=False)
+    (Y,) = session(model.attrs["graph"]).run([OUTPUT], feeds)  # (B, T, D)
+
+    def backprop(dY: Any) -> Any:
+        raise ValueError(f"spacy-encoder: {ARCHITECTURE} is inference only")
+
+    return ops.asarray(Y), backprop
+
+
+def session(graph: bytes) -> Any:
+    """The onnxruntime session of `graph` in this process, made on first use with all
+    graph optimizations; in a forked worker, with one intra-op thread."""
+    if not graph:
+        raise ValueError(f"spacy-encoder: {ARCHITECTURE} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
+    key = (hashlib.sha1(graph).hexdigest(), os.getpid())
+    found = _sessions.get(key)
+    if found is not None:
+        return found
+    with _sessions_lock:
+        if key not in _sessions:
+            _sessions[key] = _new_session(graph)
+        return _sessions[key]
+
+
+def _new_session(graph: bytes) -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(f"spacy-encoder: {ARCHITECTURE} runs on onnxruntime, which is not installed: {ORT_HINT}") from None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if _forked:
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])

@@ -1,0 +1,183 @@
+"""ONNX deployment: `spacy-encoder deploy onnx` pipelines (`spacy-encoder.OnnxTok2Vec.v1`)
+and `deploy export --format onnx` files against eager, which stays the reference.
+
+Every variant (v1, v2 with vectors, each kind of positions, depth 1 and 3) predicts as
+eager within 1e-4 on the hard inputs (empty docs, long docs through windows, emoji,
+control characters, vectors); the pipeline loads and predicts with torch blocked; it
+saves and loads with stable bytes, pickles for `nlp.pipe(n_process=2)`, and refuses
+`nlp.update` in one line.
+"""
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is the `onnx` extra")
+pytest.importorskip("onnxscript", reason="onnxscript (the `onnx` extra) is needed by torch.onnx.export")
+
+from spacy_encoder.deploy import DeployError, script_pipeline  # noqa: E402
+from spacy_encoder.onnx_export import export_onnx_file, onnx_pipeline  # noqa: E402
+
+from .test_hard_inputs import HARD_TEXTS  # noqa: E402
+from .test_training import NER_DATA, TEXTCAT_DATA, nlp_from_config, train  # noqa: E402
+from .test_vectors import LONG_TEXT, ner_examples, vectors_nlp  # noqa: E402
+
+TINY = dict(width=32, depth=1, n_heads=2, ff_width=64, max_length=16, window_stride=12)
+TEXTS = [
+    *HARD_TEXTS.values(),
+    LONG_TEXT,
+    " ".join(["Berlin"] * 40),  # windows
+    *[text for text, _ in NER_DATA],
+]
+VARIANTS = {
+    "v1-rotary": ("ner", dict(positions="rotary")),
+    "v1-sinusoidal-depth3": ("ner", dict(positions="sinusoidal", depth=3)),
+    "v1-learned": ("ner", dict(positions="learned")),
+    "v1-none-postnorm": ("ner", dict(positions="none", norm_first=False, local_window=0)),
+    "v1-textcat": ("textcat", {}),
+    "v2-vectors": ("ner_vectors", {}),
+}
+
+
+def build(variant: str, tmp_path):
+    config, overrides = VARIANTS[variant]
+    settings = {**TINY, **overrides}
+    if config == "ner_vectors":
+        nlp = vectors_nlp(**settings)
+        exs = ner_examples(nlp)
+    else:
+        nlp = nlp_from_config(config, **settings)
+        if config == "ner":
+            exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+        else:
+            exs = [Example.from_dict(nlp.make_doc(t), {"cats": c}) for t, c in TEXTCAT_DATA]
+    train(nlp, exs, 3)
+    nlp.to_disk(tmp_path / "eager")
+    onnx_pipeline(tmp_path / "eager", tmp_path / "onnx")
+    return tmp_path / "eager", tmp_path / "onnx"
+
+
+def outputs(nlp, texts):
+    docs = list(nlp.pipe(texts, batch_size=8))
+    return [d.tensor for d in docs], [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs], [d.cats for d in docs]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_onnx_pipeline_predicts_as_eager(variant, tmp_path):
+    eager_path, onnx_path = build(variant, tmp_path)
+    eager, onnx = spacy.load(eager_path), spacy.load(onnx_path)
+    assert onnx.config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.OnnxTok2Vec.v1"
+    (expected, ents, cats), (got, onnx_ents, onnx_cats) = outputs(eager, TEXTS), outputs(onnx, TEXTS)
+    for text, a, b in zip(TEXTS, expected, got):
+        assert a.shape == b.shape, text[:40]
+        numpy.testing.assert_allclose(b, a, atol=1e-4, err_msg=text[:40])
+    assert onnx_ents == ents
+    for a, b in zip(cats, onnx_cats):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-4 for k in a)
+
+
+@pytest.fixture(scope="module")
+def ner_pair(tmp_path_factory):
+    return build("v1-rotary", tmp_path_factory.mktemp("onnx"))
+
+
+def test_onnx_pipeline_loads_and_predicts_without_torch(ner_pair, tmp_path):
+    eager_path, onnx_path = ner_pair
+    expected = spacy.load(eager_path)("EU rejects German call to boycott British lamb .").tensor
+    numpy.save(tmp_path / "expected.npy", expected)
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this process')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy, spacy\n"
+        f"nlp = spacy.load({str(onnx_path)!r})\n"
+        "doc = nlp('EU rejects German call to boycott British lamb .')\n"
+        f"numpy.testing.assert_allclose(doc.tensor, numpy.load({str(tmp_path / 'expected.npy')!r}), atol=1e-4)\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_onnx_pipeline_saves_and_loads_with_stable_bytes(ner_pair, tmp_path):
+    _, onnx_path = ner_pair
+    spacy.load(onnx_path).to_disk(tmp_path / "again")
+    for name in ("tok2vec", "ner"):
+        assert (tmp_path / "again" / name / "model").read_bytes() == (onnx_path / name / "model").read_bytes(), name
+
+
+def test_onnx_pipeline_pickles_and_runs_in_two_processes(ner_pair):
+    _, onnx_path = ner_pair
+    nlp = spacy.load(onnx_path)
+    texts = [t for t, _ in NER_DATA] * 4
+    expected = [d.tensor for d in nlp.pipe(texts)]
+    again = pickle.loads(pickle.dumps(nlp))
+    for a, b in zip(expected, (d.tensor for d in again.pipe(texts))):
+        numpy.testing.assert_allclose(b, a, atol=1e-6)
+    for a, b in zip(expected, (d.tensor for d in nlp.pipe(texts, n_process=2, batch_size=4))):
+        numpy.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_onnx_pipeline_refuses_training_in_one_line(ner_pair):
+    _, onnx_path = ner_pair
+    nlp = spacy.load(onnx_path)
+    exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    with pytest.raises(ValueError, match="ONNX graph .* cannot be trained") as err:
+        nlp.update(exs, sgd=nlp.resume_training())
+    assert "\n" not in str(err.value)
+
+
+def test_onnx_export_file_runs_on_onnxruntime_as_eager(ner_pair, tmp_path):
+    import onnxruntime
+
+    from spacy_encoder.layers import extract_features
+    from spacy_encoder.nodes import TOK2VEC, pipeline_encoders, torch_module
+
+    eager_path, _ = ner_pair
+    description = export_onnx_file(eager_path, tmp_path / "encoder.onnx", component="tok2vec")
+    assert json.loads((tmp_path / "encoder.onnx.json").read_text()) == description
+    assert description["format"] == "onnx" and set(description["inputs"]) == {"ids", "lengths"}
+    nlp = spacy.load(eager_path)
+    (_, node), = pipeline_encoders(nlp, (TOK2VEC,))
+    doc = nlp.make_doc("EU rejects German call to boycott British lamb .")
+    ids = extract_features([doc], node.attrs["attr_ids"])[None]  # (1, n, F)
+    lengths = numpy.array([len(doc)], dtype="int64")
+    session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["output"], {"ids": ids, "lengths": lengths})
+    import torch
+
+    with torch.no_grad():
+        expected = torch_module(node).eval()(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    numpy.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_deploy_onnx_refuses_what_it_cannot_convert(ner_pair, tmp_path):
+    eager_path, onnx_path = ner_pair
+    script_pipeline(eager_path, tmp_path / "scripted")
+    with pytest.raises(DeployError, match="already TorchScript"):
+        onnx_pipeline(tmp_path / "scripted", tmp_path / "out")
+    with pytest.raises(DeployError, match="no spacy-encoder architecture"):
+        onnx_pipeline(onnx_path, tmp_path / "out2")
+
+
+def test_deploy_onnx_command(ner_pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    eager_path, _ = ner_pair
+    result = CliRunner().invoke(app, ["deploy", "onnx", str(eager_path), str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    assert spacy.load(tmp_path / "onnx")("Berlin .").tensor.shape == (2, TINY["width"])
+    result = CliRunner().invoke(app, ["deploy", "export", str(eager_path), str(tmp_path / "e.onnx"), "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "e.onnx").stat().st_size > 0 and (tmp_path / "e.onnx.json").exists()
