@@ -29,11 +29,13 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours-torchscript": {"task": "ner", "config": "ours", "torchscript": True},
     "ner-ours-frozen": {"task": "ner", "config": "ours", "optimize": "freeze"},
     "ner-ours-int8": {"task": "ner", "config": "ours", "optimize": "int8"},
+    "ner-ours-onnx": {"task": "ner", "config": "ours", "onnx": True},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
     "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
     "ner-ours-vectors": {"task": "ner", "config": "ours", "vectors": True},
     "ner-ours-vectors-fast-dropout": {"task": "ner", "config": "ours", "vectors": True, "fast_dropout": True},
     "ner-ours-vectors-int8": {"task": "ner", "config": "ours", "vectors": True, "optimize": "int8"},
+    "ner-ours-vectors-onnx": {"task": "ner", "config": "ours", "vectors": True, "onnx": True},
     "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
     "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},
@@ -121,6 +123,15 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
         from .deploy import script_encoder
 
         script_encoder(nlp.get_pipe("tok2vec").model, optimize=spec.get("optimize", "none"))
+    if spec.get("onnx"):
+        import tempfile
+
+        from .onnx_export import onnx_pipeline
+
+        with tempfile.TemporaryDirectory() as tmp:
+            nlp.to_disk(Path(tmp) / "eager")
+            onnx_pipeline(Path(tmp) / "eager", Path(tmp) / "onnx")
+            nlp = spacy.load(Path(tmp) / "onnx")
     return nlp
 
 
@@ -209,6 +220,21 @@ def measure_inference(name: str, texts: Sequence[str], batch_size: int, vectors:
     n_words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
     seconds = time.perf_counter() - start
     return {"words": n_words, "seconds": seconds, "wps": n_words / seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_before}
+
+
+def measure_latency(name: str, texts: Sequence[str], vectors: Optional[str] = None) -> Dict[str, Any]:
+    """One `nlp(text)` call per text, as a web service makes one per request: the
+    median milliseconds per call, and words/s over all calls."""
+    nlp = build_pipeline(name, vectors)
+    for text in texts[:50]:  # warm-up: allocator, kernels, sessions
+        nlp(text)
+    times = []
+    n_words = 0
+    for text in texts:
+        start = time.perf_counter()
+        n_words += len(nlp(text))
+        times.append(time.perf_counter() - start)
+    return {"median_ms": 1000 * median(times), "wps": n_words / sum(times), "peak_rss_mb": peak_rss_mb()}
 
 
 def measure_training(
@@ -318,12 +344,16 @@ def interleaved(kind: str, names: Iterable[str], rounds: int, args: Dict[str, An
         for name in order:
             result = _child(kind, {"name": name, **args})
             runs[name].append(result)
-            log(f"  round {r + 1}/{rounds} {name}: {result['wps']:,.0f} words/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
-    return {
-        n: {
+            latency = f"{result['median_ms']:.2f} ms per call, " if "median_ms" in result else ""
+            log(f"  round {r + 1}/{rounds} {name}: {latency}{result['wps']:,.0f} words/s, peak RSS {result['peak_rss_mb']:,.0f} MB")
+    summary: Dict[str, Dict[str, Any]] = {}
+    for n, rs in runs.items():
+        summary[n] = {
             "wps": median(x["wps"] for x in rs),
             "wps_runs": [round(x["wps"]) for x in rs],
             "peak_rss_mb": max(x["peak_rss_mb"] for x in rs),
         }
-        for n, rs in runs.items()
-    }
+        if "median_ms" in rs[0]:
+            summary[n]["median_ms"] = median(x["median_ms"] for x in rs)
+            summary[n]["median_ms_runs"] = [round(x["median_ms"], 3) for x in rs]
+    return summary

@@ -16,7 +16,6 @@ file. Nothing here imports torch; onnxruntime is imported when the first doc run
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from typing import Any, Callable, Dict, List, Tuple
@@ -34,8 +33,10 @@ ORT_HINT = 'pip install "spacy-encoder[onnx]"'
 
 # One session per graph and process: onnxruntime's sessions are safe to run from
 # several threads, and its thread pool does not survive a fork, so a forked worker
-# (nlp.pipe(n_process=2)) makes its own, with one intra-op thread.
-_sessions: Dict[Tuple[str, int], Any] = {}
+# (nlp.pipe(n_process=2)) makes its own, with one intra-op thread. Keyed by the graph
+# object (kept alive by the entry), so a call costs a dict lookup: hashing a 10 MB
+# graph took longer than running it on a sentence.
+_sessions: Dict[Tuple[int, int], Tuple[bytes, Any]] = {}
 _sessions_lock = threading.Lock()
 _forked = False
 
@@ -115,14 +116,15 @@ def session(graph: bytes) -> Any:
     graph optimizations; in a forked worker, with one intra-op thread."""
     if not graph:
         raise ValueError(f"spacy-encoder: {ARCHITECTURE} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
-    key = (hashlib.sha1(graph).hexdigest(), os.getpid())
+    key = (id(graph), os.getpid())
     found = _sessions.get(key)
-    if found is not None:
-        return found
+    if found is not None and found[0] is graph:
+        return found[1]
     with _sessions_lock:
-        if key not in _sessions:
-            _sessions[key] = _new_session(graph)
-        return _sessions[key]
+        found = _sessions.get(key)
+        if found is None or found[0] is not graph:
+            found = _sessions[key] = (graph, _new_session(graph))
+        return found[1]
 
 
 def _new_session(graph: bytes) -> Any:

@@ -181,3 +181,13 @@ def test_deploy_onnx_command(ner_pair, tmp_path):
     result = CliRunner().invoke(app, ["deploy", "export", str(eager_path), str(tmp_path / "e.onnx"), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "e.onnx").stat().st_size > 0 and (tmp_path / "e.onnx.json").exists()
+
+
+def test_the_bench_onnx_row_builds_an_onnx_pipeline_and_times_single_requests():
+    from spacy_encoder import bench
+
+    texts = [text for text, _ in NER_DATA]
+    result = bench.measure_latency("ner-ours-onnx", texts)
+    assert result["median_ms"] > 0 and result["wps"] > 0
+    nlp = bench.build_pipeline("ner-ours-onnx")
+    assert nlp.config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.OnnxTok2Vec.v1"

@@ -17,11 +17,14 @@ DEFAULT_CORPORA = Path("../shared/corpora")
 DEFAULT_VECTORS = Path("../shared/vectors/en_core_web_md")
 BUSY_PER_CPU = 0.25  # 1-minute load average per CPU above which the machine is not quiet
 
+# Texts of the single-request rows: CoNLL-03 test sentences, one `nlp(text)` each.
+LATENCY_TEXTS = 600
 # (results key, title, pipelines, texts key): the inference sections, in order.
 INFERENCE_SECTIONS = (
-    ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)", ["ner-ours", "ner-ours-torchscript", "ner-ours-frozen", "ner-ours-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner10"),
-    ("inference_ner_1sent", "Inference, NER, CoNLL-03 test (1-sentence docs)", ["ner-ours", "ner-ours-frozen", "ner-ours-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner1"),
-    ("inference_ner_vectors", "Inference, NER with en_core_web_md vectors, CoNLL-03 test (10-sentence docs)", ["ner-ours-vectors", "ner-ours-vectors-int8", "ner-cnn-efficiency-vectors"], "ner10"),
+    ("latency_ner", f"Single requests, NER: nlp(text), one CoNLL-03 test sentence per call ({LATENCY_TEXTS} calls)", ["ner-ours", "ner-ours-int8", "ner-ours-onnx", "ner-cnn-efficiency"], "latency"),
+    ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)", ["ner-ours", "ner-ours-torchscript", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner10"),
+    ("inference_ner_1sent", "Inference, NER, CoNLL-03 test (1-sentence docs)", ["ner-ours", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner1"),
+    ("inference_ner_vectors", "Inference, NER with en_core_web_md vectors, CoNLL-03 test (10-sentence docs)", ["ner-ours-vectors", "ner-ours-vectors-int8", "ner-ours-vectors-onnx", "ner-cnn-efficiency-vectors"], "ner10"),
     ("inference_textcat", "Inference, textcat, SST-2 dev", ["textcat-ours", "textcat-ours-torchscript", "textcat-cnn-efficiency", "textcat-cnn-accuracy"], "sst2"),
 )
 
@@ -81,14 +84,18 @@ def bench_command(
         "ner1": bench.column_texts(conll_test, 1, n_docs or None),
         "sst2": bench.tsv_texts(sst2_dev, n_docs or None),
     }
+    texts["latency"] = texts["ner1"][:LATENCY_TEXTS]
     for key, title, names, texts_key in INFERENCE_SECTIONS:
         if (skip_textcat and key.startswith("inference_textcat")) or ("vectors" in key and not has_vectors):
             continue
         msg.divider(title)
-        args: Dict[str, Any] = {"texts": texts[texts_key], "batch_size": batch_size}
+        args: Dict[str, Any] = {"texts": texts[texts_key]}
+        if not key.startswith("latency"):
+            args["batch_size"] = batch_size
         if "vectors" in key:
             args["vectors"] = str(vectors)
-        results[key] = bench.interleaved("measure_inference", names, rounds, args, log)
+        kind = "measure_latency" if key.startswith("latency") else "measure_inference"
+        results[key] = bench.interleaved(kind, names, rounds, args, log)
     if not skip_training:
         train_ner = bench.column_texts(conll_train, 10, 300)
         train_sst2 = bench.tsv_texts(sst2_train, 20000)
@@ -142,6 +149,16 @@ SECTION_TITLES.update(
 )
 
 
+def _latency_table(title: str, rows: Dict[str, Any]) -> List[str]:
+    """Median ms per `nlp(text)` call; × CNN is the CNN's ms over ours (above 1: faster)."""
+    cnn = next((r["median_ms"] for n, r in rows.items() if "cnn-efficiency" in n), None)
+    lines = [f"**{title}**", "", "| pipeline | median ms per call | × CNN efficiency | words/sec | peak RSS MB |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        ratio = f"{cnn / row['median_ms']:.2f}" if cnn else "-"
+        lines.append(f"| {name} | {row['median_ms']:.2f} | {ratio} | {row['wps']:,.0f} | {row['peak_rss_mb']:,.0f} |")
+    return lines + [""]
+
+
 def _markdown(results: Dict[str, Any]) -> str:
     other = results.get("other_cpu_share")
     quiet = (
@@ -162,6 +179,9 @@ def _markdown(results: Dict[str, Any]) -> str:
         if section not in results:
             continue
         rows = results[section]
+        if section.startswith("latency"):
+            lines += _latency_table(title, rows)
+            continue
         eff = next((r["wps"] for n, r in rows.items() if "cnn-efficiency" in n), None)
         acc = next((r["wps"] for n, r in rows.items() if "cnn-accuracy" in n), None)
         header = "| pipeline | words/sec | × CNN efficiency |" + (" × CNN accuracy |" if acc else "") + " peak RSS MB |"
