@@ -1,0 +1,73 @@
+"""The encoder alone on onnxruntime: float against its dynamic int8 formats, with torch
+eager and torch int8 (`deploy script --optimize int8`) beside them, on padded batches
+of three shapes (untrained weights of the bench's NER pipeline: a trained encoder
+costs the same).
+
+    python benchmarks/onnx_quantization.py
+
+Prints the median milliseconds of `session.run` / the module's forward per shape.
+"""
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from spacy_encoder import bench
+from spacy_encoder.deploy import inference_module
+from spacy_encoder.nodes import encoder_nodes, torch_module
+from spacy_encoder.onnx_export import node_graph
+
+SHAPES = {"1x14": (1, 14), "64x14": (64, 14), "32x140": (32, 140)}
+FORMATS = {"QInt8": (QuantType.QInt8, False), "QUInt8": (QuantType.QUInt8, False), "QInt8 per channel": (QuantType.QInt8, True)}
+
+
+def median_ms(run, n: int = 30) -> float:
+    for _ in range(5):
+        run()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    nlp = bench.build_pipeline("ner-ours")
+    node = next(encoder_nodes(nlp.get_pipe("tok2vec").model))
+    folder = Path(tempfile.mkdtemp())
+    (folder / "float.onnx").write_bytes(node_graph(node))
+    graphs = {"ORT float": folder / "float.onnx"}
+    for name, (weight_type, per_channel) in FORMATS.items():
+        path = folder / f"{name.replace(' ', '-')}.onnx"
+        quantize_dynamic(str(folder / "float.onnx"), str(path), weight_type=weight_type, per_channel=per_channel)
+        graphs[f"ORT int8 {name}"] = path
+    module = torch_module(node).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        int8 = inference_module(module, "int8")
+    rng = numpy.random.default_rng(0)
+    for shape, (batch, length) in SHAPES.items():
+        ids = rng.integers(-(2**62), 2**62, (batch, length, len(node.attrs["attrs"]))).astype("int64")
+        lengths = numpy.full((batch,), length, dtype="int64")
+        row = []
+        for name, path in graphs.items():
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            row.append(f"{name} {median_ms(lambda: session.run(['output'], {'ids': ids, 'lengths': lengths})):.2f}")
+        ids_t, lengths_t = torch.from_numpy(ids), torch.from_numpy(lengths)
+        with torch.inference_mode():
+            row.append(f"torch eager {median_ms(lambda: module(ids_t, lengths_t)):.2f}")
+            row.append(f"torch int8 {median_ms(lambda: int8(ids_t, lengths_t)):.2f}")
+        print(f"{shape} (ms): " + " | ".join(row))
+
+
+if __name__ == "__main__":
+    main()
