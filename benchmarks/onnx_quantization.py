@@ -3,11 +3,14 @@ eager and torch int8 (`deploy script --optimize int8`) beside them, on padded ba
 of three shapes (untrained weights of the bench's NER pipeline: a trained encoder
 costs the same).
 
-    python benchmarks/onnx_quantization.py
+    python benchmarks/onnx_quantization.py             # int8 formats against float and torch
+    python benchmarks/onnx_quantization.py --threads   # the float graph's session thread options
 
-Prints the median milliseconds of `session.run` / the module's forward per shape.
+Prints the median milliseconds of `session.run` / the module's forward per shape
+(with --threads: the median of 5 interleaved rounds of 20 runs each).
 """
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -38,11 +41,43 @@ def median_ms(run, n: int = 30) -> float:
     return 1000 * statistics.median(times)
 
 
+def session(graph: bytes, threads: int = 0, spinning: bool = True) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def compare_threads(graph: bytes, n_attrs: int) -> None:
+    sessions = {
+        "default": session(graph),
+        "1 thread": session(graph, threads=1),
+        "2 threads": session(graph, threads=2),
+        "2 threads, no spinning": session(graph, threads=2, spinning=False),
+        "no spinning": session(graph, spinning=False),
+    }
+    rng = numpy.random.default_rng(0)
+    for shape, (batch, length) in SHAPES.items():
+        ids = rng.integers(-(2**62), 2**62, (batch, length, n_attrs)).astype("int64")
+        feeds = {"ids": ids, "lengths": numpy.full((batch,), length, dtype="int64")}
+        rounds = {name: [] for name in sessions}
+        for _ in range(5):
+            for name, s in sessions.items():
+                rounds[name].append(median_ms(lambda: s.run(["output"], feeds), n=20))
+        print(f"{shape} (ms): " + " | ".join(f"{name} {statistics.median(v):.2f}" for name, v in rounds.items()))
+
+
 def main() -> None:
     nlp = bench.build_pipeline("ner-ours")
     node = next(encoder_nodes(nlp.get_pipe("tok2vec").model))
     folder = Path(tempfile.mkdtemp())
     (folder / "float.onnx").write_bytes(node_graph(node))
+    if "--threads" in sys.argv[1:]:
+        compare_threads((folder / "float.onnx").read_bytes(), len(node.attrs["attrs"]))
+        return
     graphs = {"ORT float": folder / "float.onnx"}
     for name, (weight_type, per_channel) in FORMATS.items():
         path = folder / f"{name.replace(' ', '-')}.onnx"
@@ -58,10 +93,8 @@ def main() -> None:
         lengths = numpy.full((batch,), length, dtype="int64")
         row = []
         for name, path in graphs.items():
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            row.append(f"{name} {median_ms(lambda: session.run(['output'], {'ids': ids, 'lengths': lengths})):.2f}")
+            run = session(path.read_bytes()).run
+            row.append(f"{name} {median_ms(lambda: run(['output'], {'ids': ids, 'lengths': lengths})):.2f}")
         ids_t, lengths_t = torch.from_numpy(ids), torch.from_numpy(lengths)
         with torch.inference_mode():
             row.append(f"torch eager {median_ms(lambda: module(ids_t, lengths_t)):.2f}")
