@@ -217,6 +217,35 @@ def export_target(model_path: Path, component: str, fmt: str) -> Tuple[Model, Di
     return node, description
 
 
+# The most rows a padded-batch export declares; run_windows' buckets hold far fewer.
+MAX_BATCH = 65536
+
+
+def padded_inputs(
+    module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int
+) -> Tuple[Tuple[torch.Tensor, ...], Dict[str, Any], Dict[str, str]]:
+    """What `torch.export` and `torch.onnx.export` trace the eager module on, one padded
+    bucket: an example (ids, [vectors,] lengths) on the module's device, their dynamic
+    shapes (1 to MAX_BATCH rows of 1 to `max_length` tokens, keyed by input name), and
+    the inputs' description for the export's JSON."""
+    device = next(module.parameters()).device
+    ids = torch.zeros((2, 4, n_attrs), dtype=torch.int64, device=device)
+    lengths = torch.tensor([4, 2], dtype=torch.int64, device=device)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    seq = torch.export.Dim("seq", min=1, max=max_length)
+    inputs = {"ids": f"(batch, seq <= {max_length}, n_attrs) int64, padded"}
+    shapes: Dict[str, Any] = {"ids": {0: batch, 1: seq}}
+    example: Tuple[torch.Tensor, ...] = (ids,)
+    if vectors_width:
+        example += (torch.zeros((2, 4, vectors_width), device=device),)
+        shapes["vectors"] = {0: batch, 1: seq}
+        inputs["vectors"] = f"(batch, seq, {vectors_width}) float32, padded"
+    example += (lengths,)
+    shapes["lengths"] = {0: batch}
+    inputs["lengths"] = "(batch,) int64, real tokens per row"
+    return example, shapes, inputs
+
+
 def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) -> Dict[str, Any]:
     """Write the encoder of `component` to `output` (TorchScript or torch.export) and
     its description to `<output>.json`. Returns the description. (ONNX:
@@ -238,18 +267,9 @@ def export_encoder(model_path: Path, output: Path, *, component: str, fmt: str) 
     elif fmt == "export":
         if isinstance(module, torch.jit.ScriptModule):
             raise DeployError(f"{model_path}: the encoder is already TorchScript; export the eager pipeline.")
-        ids = torch.zeros((2, 4, len(attrs["attrs"])), dtype=torch.int64)
-        batch = torch.export.Dim("batch", min=1, max=65536)
-        seq = torch.export.Dim("seq", min=1, max=attrs["max_length"])
-        inputs: Dict[str, str] = {"ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded"}
-        if vectors_width:
-            example: Tuple[torch.Tensor, ...] = (ids, torch.zeros((2, 4, vectors_width)), torch.tensor([4, 2]))
-            shapes = {"ids": {0: batch, 1: seq}, "vectors": {0: batch, 1: seq}, "lengths": {0: batch}}
-            inputs["vectors"] = f"(batch, seq, {vectors_width}) float32, padded"
-        else:
-            example = (ids, torch.tensor([4, 2]))
-            shapes = {"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
-        inputs["lengths"] = "(batch,) int64, real tokens per row"
+        example, shapes, inputs = padded_inputs(
+            module, n_attrs=len(attrs["attrs"]), vectors_width=vectors_width, max_length=attrs["max_length"]
+        )
         program = torch.export.export(module, example, dynamic_shapes=shapes)
         torch.export.save(program, str(output))
         description["inputs"] = inputs

@@ -19,21 +19,19 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 from thinc.api import Model
 
-from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, rewrite_sections
+from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, padded_inputs, rewrite_sections
 from .nodes import ENCODER, pipeline_encoders, torch_module
-from .onnx_layer import ARCHITECTURE, INPUT_IDS, INPUT_LENGTHS, INPUT_VECTORS, OUTPUT, build_onnx_tok2vec_v1
+from .onnx_layer import ARCHITECTURE, OUTPUT, build_onnx_tok2vec_v1
 from .weights import load_pipeline
 
 # The settings an OnnxTok2Vec.v1 section keeps from the eager tok2vec's section.
 ONNX_SETTINGS = ("width", "attrs", "max_length", "window_stride", "vectors_width")
 EXPORT_HINT = 'pip install "spacy-encoder[onnx]" (onnx and onnxscript, for torch.onnx.export)'
-# The largest batch the graph declares; run_windows' buckets hold far fewer rows.
-MAX_BATCH = 65536
 
 
 def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int) -> bytes:
@@ -47,18 +45,8 @@ def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, m
     except ImportError:
         raise DeployError(f"exporting to ONNX needs onnx and onnxscript: {EXPORT_HINT}") from None
     module = module.eval()
-    device = next(module.parameters()).device
-    ids = torch.zeros((2, 4, n_attrs), dtype=torch.int64, device=device)
-    lengths = torch.tensor([4, 2], dtype=torch.int64, device=device)
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    seq = torch.export.Dim("seq", min=1, max=max_length)
-    names = [INPUT_IDS, INPUT_LENGTHS]
-    example: Tuple[torch.Tensor, ...] = (ids, lengths)
-    shapes: Dict[str, Any] = {"ids": {0: batch, 1: seq}, "lengths": {0: batch}}
-    if vectors_width:
-        names = [INPUT_IDS, INPUT_VECTORS, INPUT_LENGTHS]
-        example = (ids, torch.zeros((2, 4, vectors_width), device=device), lengths)
-        shapes = {"ids": {0: batch, 1: seq}, "vectors": {0: batch, 1: seq}, "lengths": {0: batch}}
+    example, shapes, _ = padded_inputs(module, n_attrs=n_attrs, vectors_width=vectors_width, max_length=max_length)
+    names = list(shapes)  # ids, [vectors,] lengths: the names OnnxTok2Vec.v1 feeds
     exporter_logs = logging.getLogger("torch.onnx")
     level = exporter_logs.level
     exporter_logs.setLevel(logging.ERROR)  # "torchvision is not installed" and the like
@@ -156,10 +144,9 @@ def export_onnx_file(model_path: Path, output: Path, *, component: str) -> Dict[
         graph = node_graph(node)
     except DeployError as err:
         raise DeployError(f"{model_path}: {err}.") from None
-    inputs = {"ids": f"(batch, seq <= {attrs['max_length']}, n_attrs) int64, padded"}
-    if attrs.get("vectors_width"):
-        inputs["vectors"] = f"(batch, seq, {attrs['vectors_width']}) float32, padded"
-    inputs["lengths"] = "(batch,) int64, real tokens per row"
+    _, _, inputs = padded_inputs(
+        torch_module(node), n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
+    )
     description.update(
         inputs=inputs,
         output="(batch, seq, width) float32; padding rows are zero",
