@@ -59,26 +59,21 @@ GROUPS = {
     "convert": ("Convert corpora to .spacy files or JSONL.", False),
     "vectors": ("Prepare static vectors for the encoder.", False),
     "pretrain": ("Shipped pretrained encoders: list, make.", False),
-    "deploy": ("Deploy: TorchScript, freeze, int8, export.", False),
+    "deploy": ("Deploy: TorchScript, int8, ONNX, export.", False),
     "annotate": ("Annotate a text, or a corpus (local, Ray).", False),
     "inspect": ("Look inside a trained encoder.", False),
     "bench": ("Speed, memory and accuracy against the CNN.", False),
     "project": ("Plumbing for project.yml.", True),
 }
 _groups: Dict[str, typer.Typer] = {}
+for _name, (_help, _hidden) in GROUPS.items():
+    _groups[_name] = typer.Typer(help=_help, **_SETTINGS)
+    app.add_typer(_groups[_name], name=_name, hidden=_hidden)
 
 
 def group(name: str) -> typer.Typer:
-    """The typer app of one command group (`spacy-encoder NAME ...`), made on first use."""
-    if name not in _groups:
-        help_text, hidden = GROUPS[name]
-        _groups[name] = typer.Typer(help=help_text, **_SETTINGS)
-        app.add_typer(_groups[name], name=name, hidden=hidden)
+    """The typer app of one command group (`spacy-encoder NAME ...`)."""
     return _groups[name]
-
-
-for _name in GROUPS:
-    group(_name)
 
 # Importing the modules registers their commands on their groups.
 from . import init_config  # noqa: E402,F401
