@@ -1,13 +1,14 @@
-"""The encoder alone on onnxruntime: float against its dynamic int8 formats, with torch
-eager and torch int8 (`deploy script --optimize int8`) beside them, on padded batches
-of three shapes (untrained weights of the bench's NER pipeline: a trained encoder
-costs the same).
+"""The encoder alone on onnxruntime: the graph `deploy onnx` writes (the export forms of
+`pytorch.onnx_forms`) against the module exported as it is, its dynamic int8 formats,
+and torch eager and torch int8 (`deploy script --optimize int8`) beside them, on padded
+batches of three shapes (untrained weights of the bench's NER pipeline: a trained
+encoder costs the same).
 
-    python benchmarks/onnx_quantization.py             # int8 formats against float and torch
+    python benchmarks/onnx_quantization.py             # forms, int8 formats, torch
     python benchmarks/onnx_quantization.py --threads   # the float graph's session thread options
 
-Prints the median milliseconds of `session.run` / the module's forward per shape
-(with --threads: the median of 5 interleaved rounds of 20 runs each).
+Prints the median milliseconds of `session.run` / the module's forward per shape: the
+median of 5 interleaved rounds of 20 runs each.
 """
 import statistics
 import sys
@@ -24,7 +25,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from spacy_encoder import bench
 from spacy_encoder.deploy import inference_module
 from spacy_encoder.nodes import encoder_nodes, torch_module
-from spacy_encoder.onnx_export import node_graph
+from spacy_encoder.onnx_export import export_graph, node_graph
 
 SHAPES = {"1x14": (1, 14), "64x14": (64, 14), "32x140": (32, 140)}
 FORMATS = {"QInt8": (QuantType.QInt8, False), "QUInt8": (QuantType.QUInt8, False), "QInt8 per channel": (QuantType.QInt8, True)}
@@ -78,7 +79,10 @@ def main() -> None:
     if "--threads" in sys.argv[1:]:
         compare_threads((folder / "float.onnx").read_bytes(), len(node.attrs["attrs"]))
         return
-    graphs = {"ORT float": folder / "float.onnx"}
+    attrs = node.attrs
+    plain = export_graph(torch_module(node), n_attrs=len(attrs["attrs"]), vectors_width=0, max_length=attrs["max_length"], forms=False)
+    (folder / "plain.onnx").write_bytes(plain)
+    graphs = {"ORT float, module as it is": folder / "plain.onnx", "ORT float": folder / "float.onnx"}
     for name, (weight_type, per_channel) in FORMATS.items():
         path = folder / f"{name.replace(' ', '-')}.onnx"
         quantize_dynamic(str(folder / "float.onnx"), str(path), weight_type=weight_type, per_channel=per_channel)
@@ -87,20 +91,22 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         int8 = inference_module(module, "int8")
+    runs = {name: session(path.read_bytes()).run for name, path in graphs.items()}
     rng = numpy.random.default_rng(0)
     for shape, (batch, length) in SHAPES.items():
         ids = rng.integers(-(2**62), 2**62, (batch, length, len(node.attrs["attrs"]))).astype("int64")
         lengths = numpy.full((batch,), length, dtype="int64")
-        row = []
-        for name, path in graphs.items():
-            run = session(path.read_bytes()).run
-            row.append(f"{name} {median_ms(lambda: run(['output'], {'ids': ids, 'lengths': lengths})):.2f}")
+        feeds = {"ids": ids, "lengths": lengths}
         ids_t, lengths_t = torch.from_numpy(ids), torch.from_numpy(lengths)
+        calls = {name: (lambda run=run: run(["output"], feeds)) for name, run in runs.items()}
+        calls["torch eager"] = lambda: module(ids_t, lengths_t)
+        calls["torch int8"] = lambda: int8(ids_t, lengths_t)
+        rounds = {name: [] for name in calls}
         with torch.inference_mode():
-            row.append(f"torch eager {median_ms(lambda: module(ids_t, lengths_t)):.2f}")
-            row.append(f"torch int8 {median_ms(lambda: int8(ids_t, lengths_t)):.2f}")
-        print(f"{shape} (ms): " + " | ".join(row))
-
+            for _ in range(5):
+                for name, call in calls.items():
+                    rounds[name].append(median_ms(call, n=20))
+        print(f"{shape} (ms): " + " | ".join(f"{name} {statistics.median(v):.2f}" for name, v in rounds.items()))
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,8 @@ TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 
 # name -> (task, how the pipeline is built)
 # "config": "ours" (`ours_config`) or spaCy's `init config --optimize` value;
-# "optimize": `spacy-encoder deploy script --optimize` modes (architectures.INFERENCE_MODES);
+# "optimize": `spacy-encoder deploy script --optimize` modes (deploy.INFERENCE_MODES);
+# "onnx": `spacy-encoder deploy onnx --optimize` modes (onnx_export.ONNX_MODES);
 # "vectors": the pipeline is given the static vectors folder of the run (--vectors);
 # "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only).
 PIPELINES: Dict[str, Dict[str, Any]] = {
@@ -29,13 +30,15 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours-torchscript": {"task": "ner", "config": "ours", "torchscript": True},
     "ner-ours-frozen": {"task": "ner", "config": "ours", "optimize": "freeze"},
     "ner-ours-int8": {"task": "ner", "config": "ours", "optimize": "int8"},
-    "ner-ours-onnx": {"task": "ner", "config": "ours", "onnx": True},
+    "ner-ours-onnx": {"task": "ner", "config": "ours", "onnx": "none"},
+    "ner-ours-onnx-int8": {"task": "ner", "config": "ours", "onnx": "int8"},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
     "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
     "ner-ours-vectors": {"task": "ner", "config": "ours", "vectors": True},
     "ner-ours-vectors-fast-dropout": {"task": "ner", "config": "ours", "vectors": True, "fast_dropout": True},
     "ner-ours-vectors-int8": {"task": "ner", "config": "ours", "vectors": True, "optimize": "int8"},
-    "ner-ours-vectors-onnx": {"task": "ner", "config": "ours", "vectors": True, "onnx": True},
+    "ner-ours-vectors-onnx": {"task": "ner", "config": "ours", "vectors": True, "onnx": "none"},
+    "ner-ours-vectors-onnx-int8": {"task": "ner", "config": "ours", "vectors": True, "onnx": "int8"},
     "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
     "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},
@@ -124,14 +127,20 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
 
         script_encoder(nlp.get_pipe("tok2vec").model, optimize=spec.get("optimize", "none"))
     if spec.get("onnx"):
+        import subprocess
+        import sys
         import tempfile
 
-        from .onnx_export import onnx_pipeline
-
         with tempfile.TemporaryDirectory() as tmp:
-            nlp.to_disk(Path(tmp) / "eager")
-            onnx_pipeline(Path(tmp) / "eager", Path(tmp) / "onnx")
-            nlp = spacy.load(Path(tmp) / "onnx")
+            eager, onnx = Path(tmp) / "eager", Path(tmp) / "onnx"
+            nlp.to_disk(eager)
+            del nlp
+            # In a child process, so that the exporter's memory is not in this one's peak RSS.
+            command = [sys.executable, "-m", "spacy_encoder.cli", "deploy", "onnx", str(eager), str(onnx), "--optimize", spec["onnx"]]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command[1:])} failed: {(done.stdout + done.stderr).strip()[-2000:]}")
+            nlp = spacy.load(onnx)
     return nlp
 
 

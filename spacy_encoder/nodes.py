@@ -7,6 +7,9 @@ reach a node's torch wrapper, shim and module.
               .shims[0]  EncoderShim | ScriptedEncoderShim
                 ._model  the torch module (eager, TorchScript, frozen or int8)
 
+    node "spacy-encoder.onnx_tok2vec"   (`onnx_layer`)
+      .layers[0]   the layer "onnx": attrs["graph"] holds the serialized ONNX graph
+
 Nothing else in the package indexes into a node's layers or shims. No torch import:
 this module only walks thinc models.
 """
@@ -60,3 +63,11 @@ def torch_module(node: Model) -> Any:
     inference (see `shims.inference_only`); None for a scripted placeholder that no
     saved graph has filled yet."""
     return encoder_shim(node)._model
+
+
+def onnx_graph_layer(node: Model) -> Model:
+    """The layer of an ONNX tok2vec node that runs its graph: `attrs["graph"]` holds
+    the serialized ONNX model."""
+    if node.name != ONNX_TOK2VEC:
+        raise ValueError(f"{node.name} is not an ONNX tok2vec node ({ONNX_TOK2VEC})")
+    return node.layers[0]

@@ -2,7 +2,9 @@
 whose tok2vec runs it through onnxruntime (`spacy-encoder.OnnxTok2Vec.v1`, no torch
 needed to load or run them).
 
-The graph is the eager module on one padded bucket, with dynamic batch and length:
+The graph is the eager module on one padded bucket, with dynamic batch and length, its
+attention and local convolutions rewritten in forms ONNX Runtime runs faster
+(`pytorch.onnx_forms`: the same function, the same trained weights):
 
     ids (B, T <= max_length, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
       -> output (B, T, D) float32, padding rows zero
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -25,18 +28,27 @@ import torch
 from thinc.api import Model
 
 from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, padded_inputs, rewrite_sections
-from .nodes import ENCODER, pipeline_encoders, torch_module
+from .nodes import ENCODER, onnx_graph_layer, pipeline_encoders, torch_module
 from .onnx_layer import ARCHITECTURE, OUTPUT, build_onnx_tok2vec_v1
+from .pytorch import onnx_forms
 from .weights import load_pipeline
 
 # The settings an OnnxTok2Vec.v1 section keeps from the eager tok2vec's section.
 ONNX_SETTINGS = ("width", "attrs", "max_length", "window_stride", "vectors_width")
 EXPORT_HINT = 'pip install "spacy-encoder[onnx]" (onnx and onnxscript, for torch.onnx.export)'
+# `deploy onnx --optimize`: what the graph of each mode is.
+ONNX_MODES = {
+    "none": "float32, equal to eager within 1e-4",
+    "int8": "onnxruntime's dynamic int8 quantization (int8 weights per tensor, activations quantized per call) "
+    "of every MatMul with a weight: the Linear layers and local convolutions",
+}
 
 
-def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int) -> bytes:
+def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int, forms: bool = True) -> bytes:
     """The eager `Tok2VecEncoder` (or `VectorsTok2VecEncoder`) as a serialized ONNX
-    model with dynamic batch and length (1 to `max_length`), in eval mode."""
+    model with dynamic batch and length (1 to `max_length`), in eval mode, its
+    attention and local convolutions in their export forms (`pytorch.onnx_forms`;
+    `forms=False`: as they are, for comparison)."""
     if isinstance(module, torch.jit.ScriptModule):
         raise DeployError("the encoder is already TorchScript; export the eager pipeline it was made from")
     try:
@@ -44,7 +56,7 @@ def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, m
         import onnxscript  # noqa: F401
     except ImportError:
         raise DeployError(f"exporting to ONNX needs onnx and onnxscript: {EXPORT_HINT}") from None
-    module = module.eval()
+    module = onnx_forms(module) if forms else module.eval()
     example, shapes, _ = padded_inputs(module, n_attrs=n_attrs, vectors_width=vectors_width, max_length=max_length)
     names = list(shapes)  # ids, [vectors,] lengths: the names OnnxTok2Vec.v1 feeds
     exporter_logs = logging.getLogger("torch.onnx")
@@ -63,18 +75,43 @@ def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, m
     return buffer.getvalue()
 
 
-def node_graph(node: Model) -> bytes:
-    """The ONNX graph of the eager tok2vec `node`'s module."""
+def quantize_graph(graph: bytes) -> bytes:
+    """`graph` with onnxruntime's dynamic int8 quantization (`ONNX_MODES["int8"]`).
+    Signed int8 weights: with the export forms' MatMuls they ran faster than unsigned
+    ones and than per-channel scales (docs/tried.md)."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise DeployError(f"int8 quantization runs on onnxruntime, which is not installed: {EXPORT_HINT}") from None
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "Please consider to run pre-processing": it changes nothing here
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+            source.write_bytes(graph)
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=False)
+            return target.read_bytes()
+    finally:
+        root.setLevel(level)
+
+
+def node_graph(node: Model, optimize: str = "none") -> bytes:
+    """The ONNX graph of the eager tok2vec `node`'s module; `optimize`: one of ONNX_MODES."""
+    if optimize not in ONNX_MODES:
+        raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
     attrs = node.attrs
-    return export_graph(
+    graph = export_graph(
         torch_module(node), n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
     )
+    return quantize_graph(graph) if optimize == "int8" else graph
 
 
-def onnx_node(node: Model) -> Model:
-    """An `OnnxTok2Vec.v1` node equal to the eager tok2vec `node`, its graph exported."""
+def onnx_node(node: Model, optimize: str = "none") -> Model:
+    """An `OnnxTok2Vec.v1` node computing the eager tok2vec `node`, its graph exported
+    (`optimize`: one of ONNX_MODES)."""
     attrs = node.attrs
-    graph = node_graph(node)
+    graph = node_graph(node, optimize)
     new = build_onnx_tok2vec_v1(
         width=node.get_dim("nO"),
         attrs=list(attrs["attrs"]),
@@ -82,7 +119,7 @@ def onnx_node(node: Model) -> Model:
         window_stride=attrs["window_stride"],
         vectors_width=attrs.get("vectors_width", 0),
     )
-    new.layers[0].attrs["graph"] = graph
+    onnx_graph_layer(new).attrs["graph"] = graph
     return new
 
 
@@ -95,10 +132,12 @@ def _onnx_twin(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return {"@architectures": ARCHITECTURE, **kept}
 
 
-def onnx_pipeline(model_path: Path, output_path: Path) -> List[str]:
+def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -> List[str]:
     """Write a copy of the pipeline at `model_path` whose spacy-encoder tok2vecs run as
-    ONNX graphs (inference only, no torch needed to load it). Returns the names of the
-    components whose tok2vec was converted."""
+    ONNX graphs (inference only, no torch needed to load it; `optimize`: one of
+    ONNX_MODES). Returns the names of the components whose tok2vec was converted."""
+    if optimize not in ONNX_MODES:
+        raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
     from spacy.util import load_config
 
     nlp = load_pipeline(model_path)
@@ -115,7 +154,7 @@ def onnx_pipeline(model_path: Path, output_path: Path) -> List[str]:
     for name, node in found:
         component = nlp.get_pipe(name)
         try:
-            new = onnx_node(node)
+            new = onnx_node(node, optimize)
         except DeployError as err:
             raise DeployError(f"{model_path}: {err}.") from None
         if component.model is node:
@@ -123,7 +162,7 @@ def onnx_pipeline(model_path: Path, output_path: Path) -> List[str]:
         else:
             component.model.replace_node(node, new)
         converted.append(name)
-    nlp.meta.setdefault("spacy_encoder", {})["inference"] = "onnx"
+    nlp.meta.setdefault("spacy_encoder", {})["inference"] = "onnx" if optimize == "none" else f"onnx-{optimize}"
     nlp.to_disk(output_path)
     config_path = output_path / "config.cfg"
     config = load_config(config_path, interpolate=False)

@@ -16,8 +16,10 @@ file. Nothing here imports torch; onnxruntime is imported when the first doc run
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
+import weakref
 from typing import Any, Callable, Dict, List, Tuple
 
 from thinc.api import Model
@@ -31,22 +33,63 @@ ARCHITECTURE = "spacy-encoder.OnnxTok2Vec.v1"
 INPUT_IDS, INPUT_VECTORS, INPUT_LENGTHS, OUTPUT = "ids", "vectors", "lengths", "output"
 ORT_HINT = 'pip install "spacy-encoder[onnx]"'
 
-# One session per graph and process: onnxruntime's sessions are safe to run from
-# several threads, and its thread pool does not survive a fork, so a forked worker
-# (nlp.pipe(n_process=2)) makes its own, with one intra-op thread. Keyed by the graph
-# object (kept alive by the entry), so a call costs a dict lookup: hashing a 10 MB
-# graph took longer than running it on a sentence.
-_sessions: Dict[Tuple[int, int], Tuple[bytes, Any]] = {}
-_sessions_lock = threading.Lock()
+# onnxruntime's thread pool does not survive a fork: a forked worker
+# (nlp.pipe(n_process=2)) makes its own sessions, with one intra-op thread, and never
+# frees those it inherited (freeing one waits on threads the fork did not copy).
 _forked = False
+_runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
+_inherited: List[Any] = []
 
 
 def _after_fork() -> None:
     global _forked
     _forked = True
+    for runtime in list(_runtimes):
+        _inherited.extend(runtime._sessions.values())
+        runtime._sessions = {}
+        runtime._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+class Runtime:
+    """The onnxruntime sessions of one layer's graph in this process, made on first use
+    and kept while the layer lives (the runtime is part of the layer's forward
+    function), so a call costs a dict lookup: hashing a 10 MB graph took longer than
+    running it on a sentence. Keyed by the graph object, since `Model.copy` (spaCy's
+    `replace_listeners`) shares the forward function between layers whose graphs may
+    later differ; at most `KEEP` graphs. Sessions are safe to run from several threads.
+    Pickling drops the sessions; the unpickled layer makes its own."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: Dict[int, Tuple[bytes, Any]] = {}  # id(graph) -> (graph, session)
+        _runtimes.add(self)
+
+    def session(self, graph: bytes) -> Any:
+        found = self._sessions.get(id(graph))
+        if found is not None and found[0] is graph:
+            return found[1]
+        if not graph:
+            raise ValueError(f"spacy-encoder: {ARCHITECTURE} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
+        with self._lock:
+            found = self._sessions.get(id(graph))
+            if found is None or found[0] is not graph:
+                found = (graph, _new_session(graph))
+                self._sessions.pop(id(graph), None)
+                while len(self._sessions) >= self.KEEP:
+                    del self._sessions[next(iter(self._sessions))]
+                self._sessions[id(graph)] = found
+            return found[1]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__()
 
 
 def build_onnx_tok2vec_v1(
@@ -81,7 +124,8 @@ def onnx_layer(width: int, graph: bytes = b"") -> Model:
     """The thinc layer that runs an ONNX encoder graph on one padded bucket (the
     inputs `buckets.run_windows` gives a torch layer). `graph`: the serialized ONNX
     model; empty for a placeholder that `from_bytes` fills."""
-    return Model("onnx", _onnx_forward, init=_onnx_init, attrs={"graph": graph}, dims={"nI": None, "nO": width})
+    forward = functools.partial(_onnx_forward, Runtime())
+    return Model("onnx", forward, init=_onnx_init, attrs={"graph": graph}, dims={"nI": None, "nO": width})
 
 
 def _onnx_init(model: Model, X: Any = None, Y: Any = None) -> None:
@@ -92,7 +136,7 @@ def _onnx_init(model: Model, X: Any = None, Y: Any = None) -> None:
         )
 
 
-def _onnx_forward(model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tuple[Any, Callable]:
+def _onnx_forward(runtime: Runtime, model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tuple[Any, Callable]:
     if is_train:
         raise ValueError(
             f"spacy-encoder: this encoder is an ONNX graph ({ARCHITECTURE}: inference only) and cannot "
@@ -103,28 +147,12 @@ def _onnx_forward(model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tupl
     feeds = {INPUT_IDS: ops.to_numpy(X), INPUT_LENGTHS: ops.to_numpy(lengths).astype("int64", copy=False)}
     if static:
         feeds[INPUT_VECTORS] = ops.to_numpy(static[0]).astype("float32", copy=False)
-    (Y,) = session(model.attrs["graph"]).run([OUTPUT], feeds)  # (B, T, D)
+    (Y,) = runtime.session(model.attrs["graph"]).run([OUTPUT], feeds)  # (B, T, D)
 
     def backprop(dY: Any) -> Any:
         raise ValueError(f"spacy-encoder: {ARCHITECTURE} is inference only")
 
     return ops.asarray(Y), backprop
-
-
-def session(graph: bytes) -> Any:
-    """The onnxruntime session of `graph` in this process, made on first use with all
-    graph optimizations; in a forked worker, with one intra-op thread."""
-    if not graph:
-        raise ValueError(f"spacy-encoder: {ARCHITECTURE} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
-    key = (id(graph), os.getpid())
-    found = _sessions.get(key)
-    if found is not None and found[0] is graph:
-        return found[1]
-    with _sessions_lock:
-        found = _sessions.get(key)
-        if found is None or found[0] is not graph:
-            found = _sessions[key] = (graph, _new_session(graph))
-        return found[1]
 
 
 def _new_session(graph: bytes) -> Any:

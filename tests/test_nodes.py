@@ -45,3 +45,17 @@ def test_the_accessor_follows_a_swapped_module():
     script_encoder(tok2vec)
     assert nodes.torch_wrapper(tok2vec).name == "pytorch_script"
     assert isinstance(nodes.torch_module(tok2vec), torch.jit.ScriptModule)
+
+
+def test_the_onnx_graph_layer_is_reached_through_the_accessor():
+    onnx_tok2vec = build("spacy-encoder.OnnxTok2Vec.v1", width=32, attrs=["NORM", "SHAPE"], max_length=32, window_stride=24)
+    assert onnx_tok2vec.name == nodes.ONNX_TOK2VEC
+    layer = nodes.onnx_graph_layer(onnx_tok2vec)
+    assert layer.name == "onnx" and layer.attrs["graph"] == b""
+    tok2vec = build("spacy-encoder.TransformerTok2Vec.v1", **SMALL)
+    try:
+        nodes.onnx_graph_layer(tok2vec)
+    except ValueError as err:
+        assert nodes.ONNX_TOK2VEC in str(err)
+    else:
+        raise AssertionError("an eager tok2vec has no ONNX graph layer")

@@ -5,7 +5,8 @@ Every variant (v1, v2 with vectors, each kind of positions, depth 1 and 3) predi
 eager within 1e-4 on the hard inputs (empty docs, long docs through windows, emoji,
 control characters, vectors); the pipeline loads and predicts with torch blocked; it
 saves and loads with stable bytes, pickles for `nlp.pipe(n_process=2)`, and refuses
-`nlp.update` in one line.
+`nlp.update` in one line. `--optimize int8` quantizes every MatMul with a weight and
+keeps each token's vector; a layer's onnxruntime session lives and dies with it.
 """
 import json
 import pickle
@@ -160,6 +161,37 @@ def test_onnx_export_file_runs_on_onnxruntime_as_eager(ner_pair, tmp_path):
     numpy.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_onnx_int8_quantizes_every_weight_matmul_and_stays_close_to_float(ner_pair, tmp_path):
+    import onnx
+
+    from spacy_encoder.nodes import ONNX_TOK2VEC, onnx_graph_layer, pipeline_encoders
+
+    eager_path, float_path = ner_pair
+    onnx_pipeline(eager_path, tmp_path / "int8", optimize="int8")
+    nlp, float_nlp = spacy.load(tmp_path / "int8"), spacy.load(float_path)
+    assert nlp.meta["spacy_encoder"]["inference"] == "onnx-int8"
+    graphs = {}
+    for name, pipeline in (("int8", nlp), ("float", float_nlp)):
+        (node,) = [node for _, node in pipeline_encoders(pipeline, (ONNX_TOK2VEC,))]
+        graphs[name] = onnx.load_from_string(onnx_graph_layer(node).attrs["graph"])
+    weights = {init.name for init in graphs["float"].graph.initializer}
+    weight_matmuls = [n for n in graphs["float"].graph.node if n.op_type == "MatMul" and set(n.input) & weights]
+    int8_ops = [n.op_type for n in graphs["int8"].graph.node]
+    # the embeddings' mix, the local convolutions (unfolded), and each layer's four Linear layers
+    assert len(weight_matmuls) == 1 + 2 + 4
+    assert int8_ops.count("MatMulInteger") == len(weight_matmuls)
+    for text in TEXTS:
+        expected, got = float_nlp(text).tensor, nlp(text).tensor
+        assert got.shape == expected.shape
+        if len(expected):
+            # int8 rounding, not another function: each token's vector keeps its direction
+            cosine = (got * expected).sum(1) / (numpy.linalg.norm(got, axis=1) * numpy.linalg.norm(expected, axis=1))
+            assert cosine.min() > 0.98, text[:40]
+    exs = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    with pytest.raises(ValueError, match="ONNX graph .* cannot be trained"):
+        nlp.update(exs, sgd=nlp.resume_training())
+
+
 def test_deploy_onnx_refuses_what_it_cannot_convert(ner_pair, tmp_path):
     eager_path, onnx_path = ner_pair
     script_pipeline(eager_path, tmp_path / "scripted")
@@ -178,6 +210,12 @@ def test_deploy_onnx_command(ner_pair, tmp_path):
     result = CliRunner().invoke(app, ["deploy", "onnx", str(eager_path), str(tmp_path / "onnx")])
     assert result.exit_code == 0, result.output
     assert spacy.load(tmp_path / "onnx")("Berlin .").tensor.shape == (2, TINY["width"])
+    result = CliRunner().invoke(app, ["deploy", "onnx", str(eager_path), str(tmp_path / "int8"), "--optimize", "int8"])
+    assert result.exit_code == 0, result.output
+    assert "--optimize int8" in result.output
+    assert spacy.load(tmp_path / "int8").meta["spacy_encoder"]["inference"] == "onnx-int8"
+    result = CliRunner().invoke(app, ["deploy", "onnx", str(eager_path), str(tmp_path / "x"), "--optimize", "freeze"])
+    assert result.exit_code == 2 and "freeze" in result.output
     result = CliRunner().invoke(app, ["deploy", "export", str(eager_path), str(tmp_path / "e.onnx"), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "e.onnx").stat().st_size > 0 and (tmp_path / "e.onnx.json").exists()
@@ -191,3 +229,26 @@ def test_the_bench_onnx_row_builds_an_onnx_pipeline_and_times_single_requests():
     assert result["median_ms"] > 0 and result["wps"] > 0
     nlp = bench.build_pipeline("ner-ours-onnx")
     assert nlp.config["components"]["tok2vec"]["model"]["@architectures"] == "spacy-encoder.OnnxTok2Vec.v1"
+
+
+def test_an_onnx_session_lives_and_dies_with_its_layer(ner_pair):
+    import gc
+    import weakref
+
+    from spacy_encoder.nodes import ONNX_TOK2VEC, onnx_graph_layer, pipeline_encoders
+
+    _, onnx_path = ner_pair
+    nlp = spacy.load(onnx_path)
+    expected = nlp("EU rejects German call .").tensor
+    ((_, node),) = pipeline_encoders(nlp, (ONNX_TOK2VEC,))
+    runtime = onnx_graph_layer(node)._func.args[0]
+    graph = onnx_graph_layer(node).attrs["graph"]
+    session = runtime.session(graph)
+    assert runtime.session(graph) is session  # made once
+    # a copy (spaCy's replace_listeners) shares the forward function, and predicts the same
+    copied = node.copy()
+    numpy.testing.assert_allclose(copied.predict([nlp.make_doc("EU rejects German call .")])[0], expected, atol=1e-6)
+    ref = weakref.ref(session)
+    del nlp, node, copied, runtime, graph, session
+    gc.collect()
+    assert ref() is None, "the session outlived its pipeline"

@@ -51,7 +51,22 @@ class LocalConvolution(nn.Module):
         return x + self.dropout(h)
 
 
-class LinearLocalConvolution(nn.Module):
+class ConvolutionAsLinear(nn.Module):
+    """A trained `LocalConvolution` rewritten around one Linear layer `proj`: the same
+    LayerNorm, the kernel and bias laid out by the subclass's `load_kernel`."""
+
+    @classmethod
+    def from_convolution(cls, local: LocalConvolution):
+        """The same function as `local` (eval mode: no dropout)."""
+        weight = local.conv.weight.detach()  # (D_out, D_in, K)
+        module = cls(weight.size(0), weight.size(2))
+        module.norm.load_state_dict(local.norm.state_dict())
+        with torch.no_grad():
+            module.load_kernel(weight, local.conv.bias.detach())
+        return module.to(weight.device).eval()
+
+
+class LinearLocalConvolution(ConvolutionAsLinear):
     """`LocalConvolution` computed as one Linear layer over its K taps, for int8
     inference: dynamic quantization reaches `nn.Linear` only, and the convolutions are
     the largest float op left in a quantized encoder.
@@ -74,18 +89,11 @@ class LinearLocalConvolution(nn.Module):
         # each output gets it once.
         self.proj = nn.Linear(width, window * width)
 
-    @classmethod
-    def from_convolution(cls, local: LocalConvolution) -> "LinearLocalConvolution":
-        """The same function as `local` (eval mode: no dropout)."""
-        weight = local.conv.weight.detach()  # (D_out, D_in, K)
+    def load_kernel(self, weight: Tensor, bias: Tensor) -> None:
         width, window = weight.size(0), weight.size(2)
-        module = cls(width, window)
-        module.norm.load_state_dict(local.norm.state_dict())
-        with torch.no_grad():
-            module.proj.weight.copy_(weight.permute(2, 0, 1).reshape(window * width, width))
-            module.proj.bias.zero_()
-            module.proj.bias[:width].copy_(local.conv.bias.detach())
-        return module.to(weight.device).eval()
+        self.proj.weight.copy_(weight.permute(2, 0, 1).reshape(window * width, width))
+        self.proj.bias.zero_()
+        self.proj.bias[:width].copy_(bias)
 
     def forward(self, x: Tensor, real: Tensor) -> Tensor:
         """:param x: (B, T, D). :param real: (B, T, 1), 1.0 on real tokens. :return: (B, T, D)."""
@@ -97,6 +105,38 @@ class LinearLocalConvolution(nn.Module):
         for j in range(1, self.taps):
             y = y + z[:, j : j + seq_len, j * self.width : (j + 1) * self.width]
         return x + F.gelu(y)
+
+
+class UnfoldedLocalConvolution(ConvolutionAsLinear):
+    """`LocalConvolution` as one Linear layer over each token's K neighbours laid side
+    by side (B, T, K*D), for graph export: ONNX Runtime runs it as one MatMul instead
+    of a Conv between two transposes (faster on short and long batches), and its
+    dynamic int8 quantization reaches MatMul but leaves Conv in float. The same sum as
+    the convolution, in another order (float results agree to about 1e-6). Made from a
+    trained `LocalConvolution` by `from_convolution`; never trained itself.
+    """
+
+    taps: Final[int]
+
+    def __init__(self, width: int, window: int) -> None:
+        super().__init__()
+        self.taps = window
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(window * width, width)
+
+    def load_kernel(self, weight: Tensor, bias: Tensor) -> None:
+        # Column block j (of K) holds tap j's weights: input j of the unfolded row.
+        width, window = weight.size(0), weight.size(2)
+        self.proj.weight.copy_(weight.permute(0, 2, 1).reshape(width, window * width))
+        self.proj.bias.copy_(bias)
+
+    def forward(self, x: Tensor, real: Tensor) -> Tensor:
+        """:param x: (B, T, D). :param real: (B, T, 1), 1.0 on real tokens. :return: (B, T, D)."""
+        seq_len = x.size(1)
+        half = self.taps // 2
+        h = F.pad(self.norm(x) * real, (0, 0, half, half))  # (B, T+K-1, D), padding zeroed
+        unfolded = torch.cat([h[:, j : j + seq_len] for j in range(self.taps)], dim=-1)  # (B, T, K*D)
+        return x + F.gelu(self.proj(unfolded))
 
 
 def linear_convolutions(module: nn.Module) -> nn.Module:

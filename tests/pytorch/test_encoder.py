@@ -199,6 +199,39 @@ def test_linear_convolutions_compute_the_convolutions(local_window):
     torch.testing.assert_close(swapped(ids, lengths)[1, :4], alone[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("positions", POSITION_KINDS)
+@pytest.mark.parametrize("norm_first,local_window", [(True, 3), (False, 5), (True, 0)])
+def test_onnx_forms_compute_the_encoder_and_leave_it_alone(positions, norm_first, local_window):
+    from spacy_encoder.pytorch import (
+        AdditiveMaskAttention,
+        LocalConvolution,
+        SelfAttention,
+        UnfoldedLocalConvolution,
+        onnx_forms,
+    )
+
+    model = _trained_like(small_tok2vec(positions=positions, norm_first=norm_first, local_window=local_window))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    forms = onnx_forms(model)
+    assert sum(isinstance(m, AdditiveMaskAttention) for m in forms.modules()) == SMALL["depth"]
+    assert not any(type(m) is SelfAttention for m in forms.modules())
+    n_convolutions = (SMALL["depth"] + 1) if local_window else 0
+    assert sum(isinstance(m, UnfoldedLocalConvolution) for m in forms.modules()) == n_convolutions
+    assert not any(isinstance(m, LocalConvolution) for m in forms.modules())
+    assert sum(isinstance(m, LocalConvolution) for m in model.modules()) == n_convolutions
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # empty and one-token rows, and padding: the masks' edge cases
+    ids, lengths = random_ids(4, 9), torch.tensor([9, 4, 1, 0])
+    expected = model(ids, lengths)
+    torch.testing.assert_close(forms(ids, lengths), expected, atol=1e-5, rtol=1e-5)
+    alone = forms(ids[1:2, :4], lengths[1:2])
+    torch.testing.assert_close(forms(ids, lengths)[1, :4], alone[0], atol=1e-5, rtol=1e-5)
+    with quiet_jit():
+        scripted = torch.jit.script(forms)
+    torch.testing.assert_close(scripted(ids, lengths), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_int8_quantizes_the_convolutions_and_leaves_the_eager_module_alone():
     from spacy_encoder.deploy import inference_module
     from spacy_encoder.pytorch import LocalConvolution
