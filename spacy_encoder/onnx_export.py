@@ -77,8 +77,8 @@ def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, m
 
 def quantize_graph(graph: bytes) -> bytes:
     """`graph` with onnxruntime's dynamic int8 quantization (`ONNX_MODES["int8"]`).
-    Signed int8 weights: with the export forms' MatMuls they ran faster than unsigned
-    ones and than per-channel scales (docs/tried.md)."""
+    Signed int8 weights with one scale per tensor: with the export forms' MatMuls they
+    ran faster than unsigned ones, and per-channel scales ran no faster (docs/tried.md)."""
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
