@@ -222,20 +222,26 @@ MAX_BATCH = 65536
 
 
 def padded_inputs(
-    module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int
+    module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int, width: int = 0
 ) -> Tuple[Tuple[torch.Tensor, ...], Dict[str, Any], Dict[str, str]]:
     """What `torch.export` and `torch.onnx.export` trace the eager module on, one padded
     bucket: an example (ids, [vectors,] lengths) on the module's device, their dynamic
     shapes (1 to MAX_BATCH rows of 1 to `max_length` tokens, keyed by input name), and
-    the inputs' description for the export's JSON."""
+    the inputs' description for the export's JSON. `width` > 0: the encoder stack of
+    the `encode` slot (`TransformerEncoder`), whose first input is x (B, T, width)
+    float32 instead of ids."""
     device = next(module.parameters()).device
-    ids = torch.zeros((2, 4, n_attrs), dtype=torch.int64, device=device)
     lengths = torch.tensor([4, 2], dtype=torch.int64, device=device)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     seq = torch.export.Dim("seq", min=1, max=max_length)
-    inputs = {"ids": f"(batch, seq <= {max_length}, n_attrs) int64, padded"}
-    shapes: Dict[str, Any] = {"ids": {0: batch, 1: seq}}
-    example: Tuple[torch.Tensor, ...] = (ids,)
+    if width:
+        first, example_input = "x", torch.zeros((2, 4, width), device=device)
+        inputs = {"x": f"(batch, seq <= {max_length}, {width}) float32, padded"}
+    else:
+        first, example_input = "ids", torch.zeros((2, 4, n_attrs), dtype=torch.int64, device=device)
+        inputs = {"ids": f"(batch, seq <= {max_length}, n_attrs) int64, padded"}
+    shapes: Dict[str, Any] = {first: {0: batch, 1: seq}}
+    example: Tuple[torch.Tensor, ...] = (example_input,)
     if vectors_width:
         example += (torch.zeros((2, 4, vectors_width), device=device),)
         shapes["vectors"] = {0: batch, 1: seq}

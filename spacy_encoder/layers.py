@@ -140,12 +140,13 @@ def extract_features(docs: Sequence[Doc], attr_ids: List[int]) -> numpy.ndarray:
 
 
 def transformer_encoder(
-    torch_layer: Model, *, width: int, max_length: int, window_stride: int
+    torch_layer: Model, *, width: int, max_length: int, window_stride: int, name: str = ENCODER
 ) -> Model[List[Floats2d], List[Floats2d]]:
     """One (n_tokens, width) array per doc in and out, through `torch_layer` (a wrapped
-    `TransformerEncoder`), for the `encode` slot of `spacy.Tok2Vec.v2`."""
+    `TransformerEncoder`), for the `encode` slot of `spacy.Tok2Vec.v2`. `name` is the
+    node's name (`nodes.ONNX_ENCODER` around an ONNX graph instead of a torch layer)."""
     return Model(
-        ENCODER,
+        name,
         _encoder_forward,
         init=_encoder_init,
         layers=[torch_layer],

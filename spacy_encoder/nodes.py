@@ -7,7 +7,7 @@ reach a node's torch wrapper, shim and module.
               .shims[0]  EncoderShim | ScriptedEncoderShim
                 ._model  the torch module (eager, TorchScript, frozen or int8)
 
-    node "spacy-encoder.onnx_tok2vec"   (`onnx_layer`)
+    node "spacy-encoder.onnx_tok2vec" | "spacy-encoder.onnx_encoder"   (`onnx_layer`)
       .layers[0]   the layer "onnx": attrs["graph"] holds the serialized ONNX graph
 
 Nothing else in the package indexes into a node's layers or shims. No torch import:
@@ -22,9 +22,12 @@ from thinc.api import Model
 TOK2VEC = "spacy-encoder.tok2vec"
 ENCODER = "spacy-encoder.encoder"
 NAMES = (TOK2VEC, ENCODER)
-# A tok2vec whose encoder is an ONNX graph run by onnxruntime (`onnx_layer`): the same
-# features and windows, no torch module, so none of the accessors below apply to it.
+# A tok2vec, or an encoder for the `encode` slot, whose encoder is an ONNX graph run by
+# onnxruntime (`onnx_layer`): the same features and windows, no torch module, so only
+# `onnx_graph_layer` below applies to them.
 ONNX_TOK2VEC = "spacy-encoder.onnx_tok2vec"
+ONNX_ENCODER = "spacy-encoder.onnx_encoder"
+ONNX_NAMES = (ONNX_TOK2VEC, ONNX_ENCODER)
 
 
 def encoder_nodes(model: Model, names: Tuple[str, ...] = NAMES) -> Iterator[Model]:
@@ -66,8 +69,8 @@ def torch_module(node: Model) -> Any:
 
 
 def onnx_graph_layer(node: Model) -> Model:
-    """The layer of an ONNX tok2vec node that runs its graph: `attrs["graph"]` holds
-    the serialized ONNX model."""
-    if node.name != ONNX_TOK2VEC:
-        raise ValueError(f"{node.name} is not an ONNX tok2vec node ({ONNX_TOK2VEC})")
+    """The layer of an ONNX node that runs its graph: `attrs["graph"]` holds the
+    serialized ONNX model."""
+    if node.name not in ONNX_NAMES:
+        raise ValueError(f"{node.name} is not an ONNX node ({' or '.join(ONNX_NAMES)})")
     return node.layers[0]

@@ -1,12 +1,13 @@
 """The trained encoder as an ONNX graph (`torch.onnx.export`, dynamo), and pipelines
-whose tok2vec runs it through onnxruntime (`spacy-encoder.OnnxTok2Vec.v1`, no torch
-needed to load or run them).
+whose tok2vec runs it through onnxruntime (`spacy-encoder.OnnxTok2Vec.v1`, or
+`OnnxEncoder.v1` in the `encode` slot; no torch needed to load or run them).
 
 The graph is the eager module on one padded bucket, with dynamic batch and length, its
 attention and local convolutions rewritten in forms ONNX Runtime runs faster
 (`pytorch.onnx_forms`: the same function, the same trained weights):
 
     ids (B, T <= max_length, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
+    (the encode slot's encoder: x (B, T, D) float32, lengths (B,) int64)
       -> output (B, T, D) float32, padding rows zero
 
 Hashing into the embedding tables, positions and the padding mask are inside it, as in
@@ -29,12 +30,14 @@ from thinc.api import Model
 
 from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, padded_inputs, rewrite_sections
 from .nodes import ENCODER, onnx_graph_layer, pipeline_encoders, torch_module
-from .onnx_layer import ARCHITECTURE, OUTPUT, build_onnx_tok2vec_v1
+from .onnx_layer import ARCHITECTURE, ENCODER_ARCHITECTURE, OUTPUT, build_onnx_encoder_v1, build_onnx_tok2vec_v1
 from .pytorch import onnx_forms
 from .weights import load_pipeline
 
-# The settings an OnnxTok2Vec.v1 section keeps from the eager tok2vec's section.
+# The settings an OnnxTok2Vec.v1 (OnnxEncoder.v1) section keeps from the eager tok2vec's
+# (encoder's) section.
 ONNX_SETTINGS = ("width", "attrs", "max_length", "window_stride", "vectors_width")
+ONNX_ENCODER_SETTINGS = ("width", "max_length", "window_stride")
 EXPORT_HINT = 'pip install "spacy-encoder[onnx]" (onnx and onnxscript, for torch.onnx.export)'
 # `deploy onnx --optimize`: what the graph of each mode is.
 ONNX_MODES = {
@@ -44,11 +47,14 @@ ONNX_MODES = {
 }
 
 
-def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int, forms: bool = True) -> bytes:
-    """The eager `Tok2VecEncoder` (or `VectorsTok2VecEncoder`) as a serialized ONNX
-    model with dynamic batch and length (1 to `max_length`), in eval mode, its
-    attention and local convolutions in their export forms (`pytorch.onnx_forms`;
-    `forms=False`: as they are, for comparison)."""
+def export_graph(
+    module: torch.nn.Module, *, n_attrs: int, vectors_width: int, max_length: int, width: int = 0, forms: bool = True
+) -> bytes:
+    """The eager `Tok2VecEncoder` (or `VectorsTok2VecEncoder`; with `width` > 0, the
+    `TransformerEncoder` of the `encode` slot) as a serialized ONNX model with dynamic
+    batch and length (1 to `max_length`), in eval mode, its attention and local
+    convolutions in their export forms (`pytorch.onnx_forms`; `forms=False`: as they
+    are, for comparison)."""
     if isinstance(module, torch.jit.ScriptModule):
         raise DeployError("the encoder is already TorchScript; export the eager pipeline it was made from")
     try:
@@ -57,8 +63,8 @@ def export_graph(module: torch.nn.Module, *, n_attrs: int, vectors_width: int, m
     except ImportError:
         raise DeployError(f"exporting to ONNX needs onnx and onnxscript: {EXPORT_HINT}") from None
     module = onnx_forms(module) if forms else module.eval()
-    example, shapes, _ = padded_inputs(module, n_attrs=n_attrs, vectors_width=vectors_width, max_length=max_length)
-    names = list(shapes)  # ids, [vectors,] lengths: the names OnnxTok2Vec.v1 feeds
+    example, shapes, _ = padded_inputs(module, n_attrs=n_attrs, vectors_width=vectors_width, max_length=max_length, width=width)
+    names = list(shapes)  # ids, [vectors,] lengths (or x, lengths): the names `onnx_layer` feeds
     exporter_logs = logging.getLogger("torch.onnx")
     level = exporter_logs.level
     exporter_logs.setLevel(logging.ERROR)  # "torchvision is not installed" and the like
@@ -97,45 +103,58 @@ def quantize_graph(graph: bytes) -> bytes:
 
 
 def node_graph(node: Model, optimize: str = "none") -> bytes:
-    """The ONNX graph of the eager tok2vec `node`'s module; `optimize`: one of ONNX_MODES."""
+    """The ONNX graph of the eager tok2vec or encoder `node`'s module; `optimize`: one
+    of ONNX_MODES."""
     if optimize not in ONNX_MODES:
         raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
     attrs = node.attrs
-    graph = export_graph(
-        torch_module(node), n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
-    )
+    module = torch_module(node)
+    if node.name == ENCODER:
+        graph = export_graph(module, n_attrs=0, vectors_width=0, max_length=attrs["max_length"], width=node.get_dim("nI"))
+    else:
+        graph = export_graph(
+            module, n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
+        )
     return quantize_graph(graph) if optimize == "int8" else graph
 
 
 def onnx_node(node: Model, optimize: str = "none") -> Model:
-    """An `OnnxTok2Vec.v1` node computing the eager tok2vec `node`, its graph exported
-    (`optimize`: one of ONNX_MODES)."""
+    """An `OnnxTok2Vec.v1` (or, for the `encode` slot, `OnnxEncoder.v1`) node computing
+    the eager `node`, its graph exported (`optimize`: one of ONNX_MODES)."""
     attrs = node.attrs
     graph = node_graph(node, optimize)
-    new = build_onnx_tok2vec_v1(
-        width=node.get_dim("nO"),
-        attrs=list(attrs["attrs"]),
-        max_length=attrs["max_length"],
-        window_stride=attrs["window_stride"],
-        vectors_width=attrs.get("vectors_width", 0),
-    )
+    if node.name == ENCODER:
+        new = build_onnx_encoder_v1(width=node.get_dim("nO"), max_length=attrs["max_length"], window_stride=attrs["window_stride"])
+    else:
+        new = build_onnx_tok2vec_v1(
+            width=node.get_dim("nO"),
+            attrs=list(attrs["attrs"]),
+            max_length=attrs["max_length"],
+            window_stride=attrs["window_stride"],
+            vectors_width=attrs.get("vectors_width", 0),
+        )
     onnx_graph_layer(new).attrs["graph"] = graph
     return new
 
 
 def _onnx_twin(section: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """An eager TransformerTok2Vec block's OnnxTok2Vec.v1 twin, or None for any other block."""
-    if not str(section.get("@architectures", "")).startswith("spacy-encoder.TransformerTok2Vec."):
-        return None
-    kept = {key: section[key] for key in ONNX_SETTINGS if key in section}
-    kept.setdefault("vectors_width", 0)
-    return {"@architectures": ARCHITECTURE, **kept}
+    """An eager TransformerTok2Vec or TransformerEncoder block's ONNX twin, or None for
+    any other block."""
+    architecture = str(section.get("@architectures", ""))
+    if architecture.startswith("spacy-encoder.TransformerTok2Vec."):
+        kept = {key: section[key] for key in ONNX_SETTINGS if key in section}
+        kept.setdefault("vectors_width", 0)
+        return {"@architectures": ARCHITECTURE, **kept}
+    if architecture.startswith("spacy-encoder.TransformerEncoder."):
+        return {"@architectures": ENCODER_ARCHITECTURE, **{key: section[key] for key in ONNX_ENCODER_SETTINGS if key in section}}
+    return None
 
 
 def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -> List[str]:
-    """Write a copy of the pipeline at `model_path` whose spacy-encoder tok2vecs run as
-    ONNX graphs (inference only, no torch needed to load it; `optimize`: one of
-    ONNX_MODES). Returns the names of the components whose tok2vec was converted."""
+    """Write a copy of the pipeline at `model_path` whose spacy-encoder tok2vecs and
+    `encode`-slot encoders run as ONNX graphs (inference only, no torch needed to load
+    it; `optimize`: one of ONNX_MODES). Returns the names of the components whose
+    encoder was converted."""
     if optimize not in ONNX_MODES:
         raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
     from spacy.util import load_config
@@ -144,12 +163,6 @@ def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -
     found = list(pipeline_encoders(nlp))
     if not found:
         raise DeployError(f"{model_path}: no spacy-encoder architecture in this pipeline.")
-    slots = sorted({name for name, node in found if node.name == ENCODER})
-    if slots:
-        raise DeployError(
-            f"{model_path}: {', '.join(slots)} use spacy-encoder.TransformerEncoder in spacy.Tok2Vec's encode "
-            "slot, which `deploy onnx` does not convert; use `deploy script --optimize freeze|int8`."
-        )
     converted = []
     for name, node in found:
         component = nlp.get_pipe(name)
@@ -168,7 +181,7 @@ def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -
     config = load_config(config_path, interpolate=False)
     config["components"], n_sections = rewrite_sections(dict(config["components"]), _onnx_twin)
     if n_sections == 0:
-        raise DeployError(f"{model_path}: config.cfg has no TransformerTok2Vec section to rewrite.")
+        raise DeployError(f"{model_path}: config.cfg has no TransformerTok2Vec or TransformerEncoder section to rewrite.")
     config.to_disk(config_path)
     return sorted(converted)
 

@@ -1,11 +1,14 @@
-"""`spacy-encoder.OnnxTok2Vec.v1`: a tok2vec whose encoder is an ONNX graph that
-onnxruntime runs, for inference without torch.
+"""`spacy-encoder.OnnxTok2Vec.v1` and `spacy-encoder.OnnxEncoder.v1`: a tok2vec, and an
+encoder for the `encode` slot of `spacy.Tok2Vec.v2`, whose encoder is an ONNX graph
+that onnxruntime runs, for inference without torch.
 
-The features, static vectors, windows and buckets are the eager tok2vec's own
-(`layers.transformer_tok2vec`, `buckets.run_windows`); only the torch layer is replaced
-by `onnx_layer`, which feeds each padded bucket to the graph:
+The features, static vectors, windows and buckets are the eager layers' own
+(`layers.transformer_tok2vec` and `transformer_encoder`, `buckets.run_windows`); only
+the torch layer is replaced by `onnx_layer`, which feeds each padded bucket to the
+graph:
 
-    ids (B, T, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
+    ids (B, T, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64   (tok2vec)
+    x (B, T, D) float32, lengths (B,) int64                                   (encoder)
       -> graph (hashing, positions, padding mask, encoder layers)
       -> output (B, T, D) float32
 
@@ -24,13 +27,14 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from thinc.api import Model
 
-from .layers import transformer_tok2vec
-from .nodes import ONNX_TOK2VEC
+from .layers import transformer_encoder, transformer_tok2vec
+from .nodes import ONNX_ENCODER, ONNX_TOK2VEC
 from .validation import check_attrs, config_errors
 from .windowing import check_windows
 
 ARCHITECTURE = "spacy-encoder.OnnxTok2Vec.v1"
-INPUT_IDS, INPUT_VECTORS, INPUT_LENGTHS, OUTPUT = "ids", "vectors", "lengths", "output"
+ENCODER_ARCHITECTURE = "spacy-encoder.OnnxEncoder.v1"
+INPUT_IDS, INPUT_X, INPUT_VECTORS, INPUT_LENGTHS, OUTPUT = "ids", "x", "vectors", "lengths", "output"
 ORT_HINT = 'pip install "spacy-encoder[onnx]"'
 
 # onnxruntime's thread pool does not survive a fork: a forked worker
@@ -64,7 +68,9 @@ class Runtime:
 
     KEEP = 4
 
-    def __init__(self) -> None:
+    def __init__(self, architecture: str = ARCHITECTURE, first_input: str = INPUT_IDS) -> None:
+        self.architecture = architecture
+        self.first_input = first_input  # the graph's first input: ids (tok2vec) or x (encoder)
         self._lock = threading.Lock()
         self._sessions: Dict[int, Tuple[bytes, Any]] = {}  # id(graph) -> (graph, session)
         _runtimes.add(self)
@@ -74,11 +80,11 @@ class Runtime:
         if found is not None and found[0] is graph:
             return found[1]
         if not graph:
-            raise ValueError(f"spacy-encoder: {ARCHITECTURE} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
+            raise ValueError(f"spacy-encoder: {self.architecture} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
         with self._lock:
             found = self._sessions.get(id(graph))
             if found is None or found[0] is not graph:
-                found = (graph, _new_session(graph))
+                found = (graph, _new_session(graph, self.architecture))
                 self._sessions.pop(id(graph), None)
                 while len(self._sessions) >= self.KEEP:
                     del self._sessions[next(iter(self._sessions))]
@@ -86,10 +92,10 @@ class Runtime:
             return found[1]
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {}
+        return {"architecture": self.architecture, "first_input": self.first_input}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__()
+        self.__init__(**state)
 
 
 def build_onnx_tok2vec_v1(
@@ -120,46 +126,66 @@ def build_onnx_tok2vec_v1(
     )
 
 
-def onnx_layer(width: int, graph: bytes = b"") -> Model:
+def build_onnx_encoder_v1(*, width: int, max_length: int, window_stride: int) -> Model:
+    """An ONNX encoder for the `encode` slot of `spacy.Tok2Vec.v2`, loaded from a saved
+    pipeline (written by `spacy-encoder deploy onnx` from a `TransformerEncoder.v1`/
+    `.v2` pipeline): the graph comes from the pipeline's files. Inference only.
+    Arguments as in `spacy-encoder.TransformerEncoder.v1`; they must match the saved
+    graph, so they have no defaults."""
+    with config_errors(ENCODER_ARCHITECTURE):
+        check_windows(max_length, window_stride)
+    layer = onnx_layer(width, architecture=ENCODER_ARCHITECTURE, first_input=INPUT_X)
+    return transformer_encoder(layer, width=width, max_length=max_length, window_stride=window_stride, name=ONNX_ENCODER)
+
+
+def onnx_layer(width: int, graph: bytes = b"", *, architecture: str = ARCHITECTURE, first_input: str = INPUT_IDS) -> Model:
     """The thinc layer that runs an ONNX encoder graph on one padded bucket (the
     inputs `buckets.run_windows` gives a torch layer). `graph`: the serialized ONNX
-    model; empty for a placeholder that `from_bytes` fills."""
-    forward = functools.partial(_onnx_forward, Runtime())
-    return Model("onnx", forward, init=_onnx_init, attrs={"graph": graph}, dims={"nI": None, "nO": width})
+    model; empty for a placeholder that `from_bytes` fills. `architecture` names the
+    registered builder in messages; `first_input`: the graph's first input's name."""
+    runtime = Runtime(architecture, first_input)
+    return Model(
+        "onnx",
+        functools.partial(_onnx_forward, runtime),
+        init=functools.partial(_onnx_init, runtime),
+        attrs={"graph": graph},
+        dims={"nI": None, "nO": width},
+    )
 
 
-def _onnx_init(model: Model, X: Any = None, Y: Any = None) -> None:
+def _onnx_init(runtime: Runtime, model: Model, X: Any = None, Y: Any = None) -> None:
     if not model.attrs["graph"]:
+        eager = "TransformerTok2Vec" if runtime.architecture == ARCHITECTURE else "TransformerEncoder"
         raise ValueError(
-            f"{ARCHITECTURE} cannot be initialized from scratch: its graph comes from a pipeline "
-            "written by `spacy-encoder deploy onnx`. Train spacy-encoder.TransformerTok2Vec instead."
+            f"{runtime.architecture} cannot be initialized from scratch: its graph comes from a pipeline "
+            f"written by `spacy-encoder deploy onnx`. Train spacy-encoder.{eager} instead."
         )
 
 
 def _onnx_forward(runtime: Runtime, model: Model, inputs: Tuple[Any, ...], is_train: bool) -> Tuple[Any, Callable]:
     if is_train:
         raise ValueError(
-            f"spacy-encoder: this encoder is an ONNX graph ({ARCHITECTURE}: inference only) and cannot "
+            f"spacy-encoder: this encoder is an ONNX graph ({runtime.architecture}: inference only) and cannot "
             "be trained; train the eager pipeline it was made from, or freeze the component (frozen_components)."
         )
     X, *static, lengths = inputs
     ops = model.ops
-    feeds = {INPUT_IDS: ops.to_numpy(X), INPUT_LENGTHS: ops.to_numpy(lengths).astype("int64", copy=False)}
+    feeds = {runtime.first_input: ops.to_numpy(X), INPUT_LENGTHS: ops.to_numpy(lengths).astype("int64", copy=False)}
     if static:
         feeds[INPUT_VECTORS] = ops.to_numpy(static[0]).astype("float32", copy=False)
     (Y,) = runtime.session(model.attrs["graph"]).run([OUTPUT], feeds)  # (B, T, D)
 
     def backprop(dY: Any) -> Any:
-        raise ValueError(f"spacy-encoder: {ARCHITECTURE} is inference only")
+        raise ValueError(f"spacy-encoder: {runtime.architecture} is inference only")
 
     return ops.asarray(Y), backprop
 
 
-def _new_session(graph: bytes) -> Any:
+def _new_session(graph: bytes, architecture: str) -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise ImportError(f"spacy-encoder: {ARCHITECTURE} runs on onnxruntime, which is not installed: {ORT_HINT}") from None
+        raise ImportError(f"spacy-encoder: {architecture} runs on onnxruntime, which is not installed: {ORT_HINT}") from None
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     if _forked:

@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -27,6 +29,22 @@ def _seed():
     numpy.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+def run_without_torch(code: str, cwd: Path) -> str:
+    """Run `code` in a fresh Python process where `import torch` fails; returns its
+    stdout (the test fails with its stderr if it does)."""
+    blocker = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this process')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker + code], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def shared_corpus(*parts: str) -> Path:

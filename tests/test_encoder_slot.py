@@ -10,7 +10,7 @@ from spacy.util import load_config
 
 from spacy_encoder.deploy import script_pipeline
 
-from .conftest import REPO
+from .conftest import REPO, run_without_torch
 from .test_training import NER_DATA, train
 from .test_windows import real_words
 
@@ -85,3 +85,37 @@ def test_encoder_slot_saves_reloads_and_scripts(trained, tmp_path):
     modules = [n.shims[0]._model for n in scripted.get_pipe("tok2vec").model.walk() if n.name == "pytorch_script"]
     assert len(modules) == 1 and isinstance(modules[0], torch.jit.ScriptModule)
     assert_same(outputs(scripted, texts), expected)
+
+
+def test_encoder_slot_converts_to_onnx_and_runs_without_torch(trained, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is the `onnx` extra")
+    pytest.importorskip("onnxscript", reason="onnxscript (the `onnx` extra) is needed by torch.onnx.export")
+    from spacy_encoder.onnx_export import onnx_pipeline
+
+    nlp, path = trained
+    texts = [t for t, _ in NER_DATA] + [" ".join(real_words(50)), ""]
+    expected = outputs(nlp, texts)
+    for optimize in ("none", "int8"):
+        assert onnx_pipeline(path, tmp_path / optimize, optimize=optimize) == ["tok2vec"]
+    encode = load_config(tmp_path / "none" / "config.cfg")["components"]["tok2vec"]["model"]["encode"]
+    assert encode == {"@architectures": "spacy-encoder.OnnxEncoder.v1", "width": WIDTH, "max_length": 16, "window_stride": 12}
+    tensors, ents = outputs(spacy.load(tmp_path / "none"), texts)
+    for text, x, y in zip(texts, tensors, expected[0]):
+        numpy.testing.assert_allclose(x, y, atol=1e-4, err_msg=text[:40])
+    assert ents == expected[1]
+    int8 = spacy.load(tmp_path / "int8")
+    for x, y in zip(outputs(int8, texts)[0], expected[0]):
+        if len(y):
+            cosine = (x * y).sum(1) / (numpy.linalg.norm(x, axis=1) * numpy.linalg.norm(y, axis=1))
+            assert cosine.min() > 0.98
+    exs = [Example.from_dict(int8.make_doc(t), {"entities": e}) for t, e in NER_DATA]
+    with pytest.raises(ValueError, match="OnnxEncoder.v1: inference only"):
+        int8.update(exs, sgd=int8.resume_training())
+    numpy.save(tmp_path / "expected.npy", expected[0][0])
+    code = (
+        "import sys, numpy, spacy\n"
+        f"doc = spacy.load({str(tmp_path / 'none')!r})({texts[0]!r})\n"
+        f"numpy.testing.assert_allclose(doc.tensor, numpy.load({str(tmp_path / 'expected.npy')!r}), atol=1e-4)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "False"

@@ -52,6 +52,9 @@ def test_the_onnx_graph_layer_is_reached_through_the_accessor():
     assert onnx_tok2vec.name == nodes.ONNX_TOK2VEC
     layer = nodes.onnx_graph_layer(onnx_tok2vec)
     assert layer.name == "onnx" and layer.attrs["graph"] == b""
+    onnx_encoder = build("spacy-encoder.OnnxEncoder.v1", width=32, max_length=32, window_stride=24)
+    assert onnx_encoder.name == nodes.ONNX_ENCODER
+    assert nodes.onnx_graph_layer(onnx_encoder).name == "onnx"
     tok2vec = build("spacy-encoder.TransformerTok2Vec.v1", **SMALL)
     try:
         nodes.onnx_graph_layer(tok2vec)

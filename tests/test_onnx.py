@@ -10,8 +10,6 @@ keeps each token's vector; a layer's onnxruntime session lives and dies with it.
 """
 import json
 import pickle
-import subprocess
-import sys
 
 import numpy
 import pytest
@@ -24,6 +22,7 @@ pytest.importorskip("onnxscript", reason="onnxscript (the `onnx` extra) is neede
 from spacy_encoder.deploy import DeployError, script_pipeline  # noqa: E402
 from spacy_encoder.onnx_export import export_onnx_file, onnx_pipeline  # noqa: E402
 
+from .conftest import run_without_torch  # noqa: E402
 from .test_hard_inputs import HARD_TEXTS  # noqa: E402
 from .test_training import NER_DATA, TEXTCAT_DATA, nlp_from_config, train  # noqa: E402
 from .test_vectors import LONG_TEXT, ner_examples, vectors_nlp  # noqa: E402
@@ -92,21 +91,13 @@ def test_onnx_pipeline_loads_and_predicts_without_torch(ner_pair, tmp_path):
     expected = spacy.load(eager_path)("EU rejects German call to boycott British lamb .").tensor
     numpy.save(tmp_path / "expected.npy", expected)
     code = (
-        "import sys\n"
-        "class NoTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this process')\n"
-        "sys.meta_path.insert(0, NoTorch())\n"
         "import numpy, spacy\n"
         f"nlp = spacy.load({str(onnx_path)!r})\n"
         "doc = nlp('EU rejects German call to boycott British lamb .')\n"
         f"numpy.testing.assert_allclose(doc.tensor, numpy.load({str(tmp_path / 'expected.npy')!r}), atol=1e-4)\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "[]"
 
 
 def test_onnx_pipeline_saves_and_loads_with_stable_bytes(ner_pair, tmp_path):
