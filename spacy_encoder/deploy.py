@@ -64,11 +64,17 @@ INFERENCE_MODES = {
 }
 
 
+def check_mode(optimize: str, modes: Dict[str, str]) -> None:
+    """Raise ValueError unless `optimize` names one of `modes` (INFERENCE_MODES or
+    onnx_export.ONNX_MODES)."""
+    if optimize not in modes:
+        raise ValueError(f"optimize must be one of {', '.join(modes)}, not {optimize!r}")
+
+
 def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.ScriptModule:
     """A TorchScript compilation of the eager `module` for inference: `optimize` is one
     of INFERENCE_MODES. "freeze" and "int8" cannot be trained (the shim refuses)."""
-    if optimize not in INFERENCE_MODES:
-        raise ValueError(f"optimize must be one of {', '.join(INFERENCE_MODES)}, not {optimize!r}")
+    check_mode(optimize, INFERENCE_MODES)
     if optimize == "int8":
         if any(p.device.type != "cpu" for p in module.parameters()):
             raise ValueError("optimize = 'int8' runs on CPU only (fbgemm); move the pipeline to CPU first")

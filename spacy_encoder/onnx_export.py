@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from thinc.api import Model
 
-from .deploy import WINDOWS_RULE, DeployError, description_path, export_target, padded_inputs, rewrite_sections
+from .deploy import WINDOWS_RULE, DeployError, check_mode, description_path, export_target, padded_inputs, rewrite_sections
 from .nodes import ENCODER, onnx_graph_layer, pipeline_encoders, torch_module
 from .onnx_layer import ARCHITECTURE, ENCODER_ARCHITECTURE, OUTPUT, build_onnx_encoder_v1, build_onnx_tok2vec_v1
 from .pytorch import onnx_forms
@@ -105,8 +105,7 @@ def quantize_graph(graph: bytes) -> bytes:
 def node_graph(node: Model, optimize: str = "none") -> bytes:
     """The ONNX graph of the eager tok2vec or encoder `node`'s module; `optimize`: one
     of ONNX_MODES."""
-    if optimize not in ONNX_MODES:
-        raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
+    check_mode(optimize, ONNX_MODES)
     attrs = node.attrs
     module = torch_module(node)
     if node.name == ENCODER:
@@ -155,8 +154,7 @@ def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -
     `encode`-slot encoders run as ONNX graphs (inference only, no torch needed to load
     it; `optimize`: one of ONNX_MODES). Returns the names of the components whose
     encoder was converted."""
-    if optimize not in ONNX_MODES:
-        raise ValueError(f"optimize must be one of {', '.join(ONNX_MODES)}, not {optimize!r}")
+    check_mode(optimize, ONNX_MODES)
     from spacy.util import load_config
 
     nlp = load_pipeline(model_path)
