@@ -23,7 +23,7 @@ from .pytorch import (
     use_fast_dropout,
 )
 from .shims import quiet_jit, torch_layer
-from .validation import check_attrs, config_errors
+from .validation import check_attrs, check_rare_word_dropout, config_errors
 from .windowing import check_windows
 
 logger = logging.getLogger("spacy_encoder")
@@ -159,6 +159,55 @@ def build_transformer_tok2vec_v2(
     return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v2", **locals())
 
 
+def build_transformer_tok2vec_v3(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    vectors_width: int,
+    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [5000, 1000, 2500, 2500],
+    n_hashes: int = 2,
+    positions: str = "rotary",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    embed_dropout: float = 0.1,
+    feature_dropout: Union[float, List[float]] = 0.15,
+    vectors_dropout: float = 0.1,
+    mix_pieces: int = 1,
+    rare_word_dropout: float = 0.0,
+    output_scale: float = 3.0,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
+    fast_dropout: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """`spacy-encoder.TransformerTok2Vec.v2` with two settings for words the training
+    data never showed (docs/benchmarks.md, "Unseen names"). With their defaults (1 and
+    0) it computes what v2 computes.
+
+    mix_pieces (int): How the hashed features and the static vector are mixed into one
+        vector: 1, one linear layer (as v2); 2 or more, a maxout with that many pieces
+        (spaCy's `MultiHashEmbed` uses 3). Needs vectors_width > 0 when above 1.
+        Default: 1.
+    rare_word_dropout (float): In training, the chance that the NORM of a word seen once
+        in the training data is replaced by one unknown-word id; at inference, every
+        NORM the training data never had is (`spacy_encoder.rare_words`). Needs "NORM"
+        in `attrs` and the `[initialize.before_init]` callback
+        `spacy-encoder.count_training_words.v1` (path = ${paths.train}), which counts
+        the training words; the counts are saved with the pipeline. 0 turns it off.
+        Default: 0.
+    Other arguments and their defaults as in `spacy-encoder.TransformerTok2Vec.v2`.
+    """
+    with config_errors("spacy-encoder.TransformerTok2Vec.v3"):
+        check_rare_word_dropout(rare_word_dropout, attrs)
+    return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v3", **locals())
+
+
 def _build_tok2vec(
     name: str,
     *,
@@ -175,6 +224,8 @@ def _build_tok2vec(
     mixed_precision: bool,
     grad_scaler_config: Dict[str, Any],
     torchscript: bool,
+    mix_pieces: int = 1,
+    rare_word_dropout: float = 0.0,
     **encoder_settings: Any,
 ) -> Model[List[Doc], List[Floats2d]]:
     """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
@@ -188,6 +239,7 @@ def _build_tok2vec(
             feature_dropout=feature_dropout,
             vectors_width=vectors_width,
             vectors_dropout=vectors_dropout,
+            mix_pieces=mix_pieces,
         )
         encoder_config = EncoderConfig(
             width=width, max_length=max_length, window_stride=window_stride, **encoder_settings
@@ -207,6 +259,7 @@ def _build_tok2vec(
         window_stride=window_stride,
         vectors_width=vectors_width,
         architecture=name,
+        rare_word_dropout=rare_word_dropout,
     )
 
 

@@ -19,6 +19,7 @@ from thinc.types import Floats2d
 
 from .buckets import run_windows
 from .nodes import ENCODER, TOK2VEC
+from .rare_words import COUNTS_MISSING, replace_rare
 
 
 def transformer_tok2vec(
@@ -31,26 +32,33 @@ def transformer_tok2vec(
     vectors_width: int = 0,
     architecture: str = "spacy-encoder.TransformerTok2Vec.v1",
     name: str = TOK2VEC,
+    rare_word_dropout: float = 0.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Docs to one (n_tokens, width) array each, through `torch_layer` (a wrapped
     `Tok2VecEncoder`, or `VectorsTok2VecEncoder` when `vectors_width` > 0: then each
     token's row of `doc.vocab.vectors` is looked up and passed in beside its ids).
     `architecture` names the registered builder in error messages; `name` is the
-    node's name (`nodes.ONNX_TOK2VEC` around an ONNX graph instead of a torch layer)."""
+    node's name (`nodes.ONNX_TOK2VEC` around an ONNX graph instead of a torch layer).
+    `rare_word_dropout` > 0 maps rare and unknown NORMs to one id (`rare_words`); the
+    layer then also holds the training counts (attrs `norm_ids`, `norm_counts`)."""
+    layer_attrs = {
+        "attr_ids": [intify_attr(a) for a in attrs],
+        "attrs": list(attrs),
+        "max_length": max_length,
+        "window_stride": window_stride,
+        "vectors_width": vectors_width,
+        "architecture": architecture,
+    }
+    if rare_word_dropout > 0.0:
+        # Only then: the attrs of the released names' layers stay as they were.
+        layer_attrs.update(rare_word_dropout=float(rare_word_dropout), norm_ids=None, norm_counts=None)
     return Model(
         name,
         _tok2vec_forward,
         init=_tok2vec_init,
         layers=[torch_layer],
         dims={"nO": width},
-        attrs={
-            "attr_ids": [intify_attr(a) for a in attrs],
-            "attrs": list(attrs),
-            "max_length": max_length,
-            "window_stride": window_stride,
-            "vectors_width": vectors_width,
-            "architecture": architecture,
-        },
+        attrs=layer_attrs,
     )
 
 
@@ -113,6 +121,8 @@ def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Lis
     torch_layer = model.layers[0]
     doc_lengths = [len(doc) for doc in docs]
     ids = extract_features(docs, model.attrs["attr_ids"])  # (sum n_i, F)
+    if model.attrs.get("rare_word_dropout", 0.0) > 0.0:
+        ids = _replace_rare_words(model, ids, is_train)
     ids = model.ops.asarray(ids)
     static = static_vectors(model, docs) if model.attrs.get("vectors_width") else None  # (sum n_i, V)
     Y, backprop_windows = run_windows(model, torch_layer, ids, doc_lengths, is_train, pad_value=0, static=static)
@@ -124,6 +134,17 @@ def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Lis
         return []
 
     return Ys, backprop
+
+
+def _replace_rare_words(model: Model, ids: numpy.ndarray, is_train: bool) -> numpy.ndarray:
+    rate = model.attrs["rare_word_dropout"]
+    norm_ids, norm_counts = model.attrs.get("norm_ids"), model.attrs.get("norm_counts")
+    if norm_ids is None:
+        if is_train:
+            raise ValueError(f"{model.attrs['architecture']}: " + COUNTS_MISSING.format(rate=rate))
+        return ids  # not trained yet: nothing is known to be unknown
+    column = model.attrs["attrs"].index("NORM")
+    return replace_rare(ids, column, norm_ids, norm_counts, rate, is_train)
 
 
 def extract_features(docs: Sequence[Doc], attr_ids: List[int]) -> numpy.ndarray:

@@ -30,3 +30,10 @@ def check_attrs(attrs: List[str]) -> None:
     for attr in attrs:
         if attr.upper() not in IDS:
             raise EncoderConfigError("attrs", attr, "Unknown token attribute; use spaCy names such as NORM or SHAPE.")
+
+
+def check_rare_word_dropout(rate: float, attrs: List[str]) -> None:
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+        raise EncoderConfigError("rare_word_dropout", rate, "Expected a float in [0, 1).")
+    if rate > 0.0 and "NORM" not in [a.upper() for a in attrs]:
+        raise EncoderConfigError("rare_word_dropout", rate, "Rare words are NORM ids: add \"NORM\" to attrs, or use 0.")

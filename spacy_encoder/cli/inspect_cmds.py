@@ -178,6 +178,18 @@ def unseen_entities(
         aligns=("l", "r", "r", "r", "r"),
         divider=True,
     )
+
+    def misses(r: dict, group: str) -> tuple:
+        counts = r[f"{group}_misses"]
+        total = sum(counts.values())
+        return (r["name"], group, f"{total:,}", *(f"{counts[k]:,} ({pct(counts[k] / total if total else None)}%)" for k in insp.MISS_KINDS))
+
+    msg.table(
+        [misses(r, group) for r in rows for group in ("seen", "unseen")],
+        header=("corpus", "names", "missed", "wrong label", "wrong bounds", "not found"),
+        aligns=("l", "l", "r", "r", "r", "r"),
+        divider=True,
+    )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"model": model, "train": str(train), "splits": rows}, indent=2) + "\n")

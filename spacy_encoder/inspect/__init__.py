@@ -6,7 +6,7 @@ No typer here (the commands live in `spacy_encoder.cli.inspect_cmds`); matplotli
 the optional extra `viz` and is imported only by the plotting functions.
 """
 from .errors import InspectError, MissingExtraError  # noqa: F401
-from .evaluation import RecallSplit, entity_names, seen_unseen_recall  # noqa: F401
+from .evaluation import MISS_KINDS, RecallSplit, entity_names, miss_kind, seen_unseen_recall  # noqa: F401
 from .plots import (  # noqa: F401
     VIZ_HINT, attention_figure_size, attention_grid, plot_attention, plot_training, require_matplotlib, token_label,
 )

@@ -1,11 +1,25 @@
 """NER evaluation by name: entity recall on names seen and unseen in training."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Set
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Set, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc
+
+
+# A gold entity that was not found was given another label on the same span ("label"),
+# overlapped by a predicted entity with other bounds ("bounds"), or not touched ("none").
+MISS_KINDS = ("label", "bounds", "none")
+
+
+def miss_kind(start: int, end: int, predicted: Sequence[Tuple[int, int, str]]) -> str:
+    """How the gold entity [start, end) was missed, given the predicted (start, end, label)."""
+    if any(s == start and e == end for s, e, _ in predicted):
+        return "label"
+    if any(s < end and start < e for s, e, _ in predicted):
+        return "bounds"
+    return "none"
 
 
 @dataclass
@@ -18,6 +32,9 @@ class RecallSplit:
     seen_found: int = 0
     unseen: int = 0
     unseen_found: int = 0
+    # How each gold entity that was not found was missed (`miss_kind`), per group.
+    seen_misses: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(MISS_KINDS, 0))
+    unseen_misses: Dict[str, int] = field(default_factory=lambda: dict.fromkeys(MISS_KINDS, 0))
 
     def as_dict(self) -> Dict[str, Any]:
         total = self.seen + self.unseen
@@ -33,6 +50,8 @@ class RecallSplit:
             "unseen_share": share(self.unseen, total),
             "seen_recall": share(self.seen_found, self.seen),
             "unseen_recall": share(self.unseen_found, self.unseen),
+            "seen_misses": dict(self.seen_misses),
+            "unseen_misses": dict(self.unseen_misses),
         }
 
 
@@ -50,7 +69,8 @@ def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequ
     eval docs (words and spaces only, so no gold annotation reaches it); a gold entity
     is found when a predicted entity has the same start, end and label. Where a model
     loses to another on test but not on dev, this tells whether the loss is on names
-    it could have memorised or on new ones.
+    it could have memorised or on new ones. Each gold entity not found is counted by
+    how it was missed (`miss_kind`): wrong label, wrong bounds, or not found at all.
     """
     train_names = entity_names(train_docs)
     fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
@@ -59,10 +79,14 @@ def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequ
         found = {(ent.start, ent.end, ent.label_) for ent in predicted.ents}
         for ent in gold.ents:
             hit = (ent.start, ent.end, ent.label_) in found
-            if ent.text in train_names:
+            seen = ent.text in train_names
+            if seen:
                 split.seen += 1
                 split.seen_found += hit
             else:
                 split.unseen += 1
                 split.unseen_found += hit
+            if not hit:
+                misses = split.seen_misses if seen else split.unseen_misses
+                misses[miss_kind(ent.start, ent.end, list(found))] += 1
     return split

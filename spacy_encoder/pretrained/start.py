@@ -35,6 +35,7 @@ logger = logging.getLogger("spacy_encoder")
 
 _MIX = "embed.mix.weight"
 _PROJ = "embed.vectors_proj.weight"
+_MIX_BIAS = "embed.mix.bias"
 
 
 def create_start_from_pretrained_v1(
@@ -92,6 +93,24 @@ def read_pretrained_state(source: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _spread_to_pieces(state: dict[str, torch.Tensor], ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A linear mixer's weights for a maxout mixer of k pieces (`mix_pieces`): each output
+    unit's row goes to all its k pieces, plus noise of the mixer's initial scale
+    (std 0.02) so that the pieces do not stay tied; the max of the pieces then starts
+    close to the pretrained output."""
+    mix, bias = state.get(_MIX), state.get(_MIX_BIAS)
+    if mix is None or _MIX not in ours or ours[_MIX].shape[0] == mix.shape[0]:
+        return state
+    pieces, rest = divmod(ours[_MIX].shape[0], mix.shape[0])
+    if rest or pieces < 2 or ours[_MIX].shape[1] != mix.shape[1]:
+        return state  # does not fit: load_state_dict names both shapes
+    state = dict(state)
+    state[_MIX] = mix.repeat_interleave(pieces, dim=0) + 0.02 * torch.randn(ours[_MIX].shape, dtype=mix.dtype)
+    if bias is not None:
+        state[_MIX_BIAS] = bias.repeat_interleave(pieces, dim=0)
+    return state
+
+
 def start_from_pretrained(model: Model, source: Path) -> None:
     """Load the pretrained weights at `source` into the spacy-encoder tok2vec inside
     `model`, in place. Where `model` has static vectors and the weights do not, the
@@ -110,9 +129,10 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     if added and _MIX in state and state[_MIX].dim() == 2:
         mix = state[_MIX]
         extra = ours[_MIX].shape[1] - mix.shape[1]
-        if extra > 0 and ours[_MIX].shape[0] == mix.shape[0]:
+        if extra > 0 and ours[_MIX].shape[0] % mix.shape[0] == 0:
             zeros = torch.zeros(mix.shape[0], extra, dtype=mix.dtype)
             state = {**state, _MIX: torch.cat([mix, zeros], dim=1), _PROJ: ours[_PROJ].detach().cpu()}
+    state = _spread_to_pieces(state, ours)
     try:
         module.load_state_dict({key: value.to(ours[key].device) if key in ours else value for key, value in state.items()})
     except Exception:

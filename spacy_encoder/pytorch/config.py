@@ -133,6 +133,9 @@ class EmbedConfig:
         (the pipeline's `vocab.vectors`, e.g. 300 for en_core_web_md); 0 = none.
     vectors_dropout: in training, the chance that one token's static vector is zeroed
         (as for a word the table does not have).
+    mix_pieces: how the features are mixed into one vector: 1, one linear layer; 2 or
+        more, a maxout with that many pieces (spaCy's `MultiHashEmbed` uses 3). Only
+        with static vectors.
     """
 
     attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
@@ -143,6 +146,7 @@ class EmbedConfig:
     feature_dropout: Union[float, List[float]] = 0.0
     vectors_width: int = 0
     vectors_dropout: float = 0.0
+    mix_pieces: int = 1
 
     def __post_init__(self) -> None:
         def fail(name: str, value: object, why: str) -> None:
@@ -168,3 +172,7 @@ class EmbedConfig:
             or not 0.0 <= self.vectors_dropout < 1.0
         ):
             fail("vectors_dropout", self.vectors_dropout, "Expected a float in [0, 1).")
+        if not isinstance(self.mix_pieces, int) or isinstance(self.mix_pieces, bool) or not 1 <= self.mix_pieces <= 8:
+            fail("mix_pieces", self.mix_pieces, "Expected an integer from 1 (a linear mix) to 8.")
+        if self.mix_pieces > 1 and not self.vectors_width:
+            fail("mix_pieces", self.mix_pieces, "A maxout mix needs static vectors (vectors_width > 0); use 1.")

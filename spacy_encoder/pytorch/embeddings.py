@@ -111,11 +111,14 @@ class HashVectorEmbed(HashEmbed):
 
     :param vectors_width: width V of the static vectors.
     :param vectors_dropout: in training, the chance that one token's vector is zeroed.
+    :param mix_pieces: 1: one linear layer mixes the features (as released); more: a
+        maxout with that many pieces, as spaCy's `MultiHashEmbed`.
     Other parameters as in `HashEmbed`.
     """
 
     use_vectors_dropout: Final[bool]
     vectors_dropout: Final[float]
+    mix_pieces: Final[int]
 
     def __init__(
         self,
@@ -126,14 +129,18 @@ class HashVectorEmbed(HashEmbed):
         feature_dropout: Union[float, Sequence[float]],
         vectors_width: int,
         vectors_dropout: float,
+        mix_pieces: int = 1,
     ) -> None:
         super().__init__(rows, width, n_hashes, dropout, feature_dropout)
         self.vectors_dropout = float(vectors_dropout)
         self.use_vectors_dropout = vectors_dropout > 0.0
+        self.mix_pieces = int(mix_pieces)
         # No bias: a token without a vector (all zeros) projects to zero, like an
         # unseen hashed id, and the mix learns what that means.
         self.vectors_proj = nn.Linear(vectors_width, width, bias=False)
-        self.mix = nn.Linear((len(rows) + 1) * width, width)
+        # mix_pieces > 1: a maxout over the concatenation, as spaCy's MultiHashEmbed
+        # (output unit o is the max of rows o * pieces ... o * pieces + pieces - 1).
+        self.mix = nn.Linear((len(rows) + 1) * width, width * self.mix_pieces)
 
     def forward(self, ids: Tensor, vectors: Tensor) -> Tensor:  # type: ignore[override]
         """:param ids: (B, T, F) int64. :param vectors: (B, T, V) static vectors.
@@ -145,5 +152,7 @@ class HashVectorEmbed(HashEmbed):
         if self.training and self.use_vectors_dropout:
             kept = torch.rand(batch, seq_len, 1, device=ids.device) >= self.vectors_dropout  # (B, T, 1)
             projected = projected * kept.to(projected.dtype)
-        mixed = self.mix(torch.cat([hashed, projected], dim=-1))  # (B, T, D)
+        mixed = self.mix(torch.cat([hashed, projected], dim=-1))  # (B, T, D * pieces)
+        if self.mix_pieces > 1:
+            mixed = mixed.view(batch, seq_len, -1, self.mix_pieces).amax(dim=-1)  # (B, T, D)
         return self.dropout(self.norm(mixed))

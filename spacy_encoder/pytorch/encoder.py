@@ -133,6 +133,7 @@ class VectorsTok2VecEncoder(nn.Module):
             embed.feature_dropout,
             embed.vectors_width,
             embed.vectors_dropout,
+            embed.mix_pieces,
         )
         self.encoder = TransformerEncoder(encoder)
 
