@@ -32,6 +32,12 @@ SCRIPTED = {
         "spacy-encoder.ScriptedTok2Vec.v2",
         ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
+    # v3's settings live in the graph (mix_pieces) or in the layer's saved attrs
+    # (rare_word_dropout and the training counts), which the scripted layer keeps.
+    "spacy-encoder.TransformerTok2Vec.v3": (
+        "spacy-encoder.ScriptedTok2Vec.v2",
+        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
     "spacy-encoder.TransformerEncoder.v1": (
         "spacy-encoder.ScriptedEncoder.v1",
         ["width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
@@ -199,6 +205,12 @@ def export_target(model_path: Path, component: str, fmt: str) -> Tuple[Model, Di
         )
     node = nodes[0]
     attrs = node.attrs
+    if attrs.get("rare_word_dropout", 0.0) > 0.0:
+        raise DeployError(
+            f"{model_path}: component '{component}' maps unknown words to one id before the encoder "
+            "(rare_word_dropout), which a standalone file does not carry; write a pipeline with "
+            "`spacy-encoder deploy script` or `deploy onnx` instead."
+        )
     description: Dict[str, Any] = {
         "format": fmt,
         "spacy_encoder_version": __version__,

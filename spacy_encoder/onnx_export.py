@@ -32,6 +32,7 @@ from .deploy import WINDOWS_RULE, DeployError, check_mode, description_path, exp
 from .nodes import ENCODER, onnx_graph_layer, pipeline_encoders, torch_module
 from .onnx_layer import ARCHITECTURE, ENCODER_ARCHITECTURE, OUTPUT, build_onnx_encoder_v1, build_onnx_tok2vec_v1
 from .pytorch import onnx_forms
+from .rare_words import LAYER_ATTRS as RARE_WORD_ATTRS
 from .weights import load_pipeline
 
 # The settings an OnnxTok2Vec.v1 (OnnxEncoder.v1) section keeps from the eager tok2vec's
@@ -133,6 +134,8 @@ def onnx_node(node: Model, optimize: str = "none") -> Model:
             vectors_width=attrs.get("vectors_width", 0),
         )
     onnx_graph_layer(new).attrs["graph"] = graph
+    # TransformerTok2Vec.v3's unknown words are mapped before the graph: keep the map.
+    new.attrs.update({key: attrs[key] for key in RARE_WORD_ATTRS if key in attrs})
     return new
 
 

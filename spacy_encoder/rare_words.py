@@ -26,6 +26,8 @@ from spacy.tokens import Doc, DocBin
 
 # The NORM id every unknown (inference) or dropped rare (training) word gets.
 UNKNOWN_WORD = get_string_id("<spacy-encoder:unknown-word>")
+# The layer attrs that carry this (copied when a deploy form replaces the layer).
+LAYER_ATTRS = ("rare_word_dropout", "norm_ids", "norm_counts")
 # Words seen at most this often in the training data are "rare" (Lample et al.: singletons).
 RARE_COUNT = 1
 

@@ -171,3 +171,45 @@ def test_without_rare_word_dropout_unknown_twins_differ():
     model.initialize(X=[nlp(text) for text, _ in NER_DATA])
     a, b = (model.predict([nlp.make_doc(f"{w} visited Berlin .")])[0] for w in TWINS)
     assert not numpy.allclose(a, b, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained_v3(tmp_path_factory):
+    """A small v3 pipeline with both settings on, trained a few steps and saved."""
+    tmp_path = tmp_path_factory.mktemp("v3")
+    nlp = v3_nlp(tmp_path, rare_word_dropout=0.5, mix_pieces=3)
+    optimizer = nlp.initialize(lambda: ner_examples(nlp))
+    for _ in range(5):
+        nlp.update(ner_examples(nlp), sgd=optimizer)
+    nlp.to_disk(tmp_path / "eager")
+    return tmp_path / "eager"
+
+
+TEXTS = [f"{TWINS[0]} met Angela Merkel in Berlin .", f"{TWINS[1]} met Angela Merkel in Berlin .", "Apple"]
+
+
+@pytest.mark.parametrize("form", ["script", "onnx"])
+def test_deployed_v3_pipelines_keep_the_unknown_word_map(trained_v3, tmp_path, form):
+    from spacy_encoder.deploy import script_pipeline
+
+    if form == "onnx":
+        pytest.importorskip("onnxruntime")
+        from spacy_encoder.onnx_export import onnx_pipeline as convert
+    else:
+        convert = script_pipeline
+    convert(trained_v3, tmp_path / form)
+    eager, deployed = spacy.load(trained_v3), spacy.load(tmp_path / form)
+    node = next(n for n in deployed.get_pipe("tok2vec").model.walk() if "norm_ids" in n.attrs)
+    assert node.attrs["rare_word_dropout"] == 0.5 and len(node.attrs["norm_ids"]) > 0
+    docs = list(deployed.pipe(TEXTS))
+    for a, b in zip(eager.pipe(TEXTS), docs):
+        numpy.testing.assert_allclose(a.tensor, b.tensor, atol=1e-4)
+    numpy.testing.assert_allclose(docs[0].tensor, docs[1].tensor, atol=1e-5)  # the twins: one unknown NORM
+
+
+def test_a_standalone_export_of_v3_with_rare_words_is_refused_in_one_line(trained_v3, tmp_path):
+    from spacy_encoder.deploy import DeployError, export_encoder
+
+    with pytest.raises(DeployError) as info:
+        export_encoder(trained_v3, tmp_path / "encoder.pt", component="tok2vec", fmt="torchscript")
+    assert "deploy script" in str(info.value) and "\n" not in str(info.value)
