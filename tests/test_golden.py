@@ -251,6 +251,27 @@ def test_scripted_tok2vec_v2(request, golden):
     check(request, golden, "ScriptedTok2Vec.v2", {**summary(model.predict(docs)), **layout(model)})
 
 
+TOK2VEC_V3 = dict(TOK2VEC_V2, mix_pieces=3, rare_word_dropout=0.5)
+
+
+@pytest.mark.parametrize("variant", ["maxout_rare_words", "defaults"])
+def test_transformer_tok2vec_v3(request, golden, variant):
+    from spacy_encoder.rare_words import count_norms
+
+    nlp = vectors_nlp()
+    args = TOK2VEC_V3 if variant == "maxout_rare_words" else TOK2VEC_V2
+    model = build("spacy-encoder.TransformerTok2Vec.v3", **args)
+    docs = [nlp(t) for t in TEXTS]
+    model.initialize(X=docs)
+    set_weights(model)
+    if variant == "maxout_rare_words":
+        # "Training data": the last text twice and the first once; the rest is unknown.
+        norm_ids, norm_counts = count_norms([docs[3], docs[3], docs[0]])
+        model.attrs.update(norm_ids=norm_ids, norm_counts=norm_counts)
+    numpy.random.seed(0)  # rare-word dropout draws from numpy's global generator
+    check(request, golden, f"TransformerTok2Vec.v3/{variant}", tok2vec_record(model, docs))
+
+
 def test_the_check_rejects_small_changes(request, golden):
     """The tolerances pass float rounding, not a change: a record moved by 1e-4 in one
     element, or a signed sum moved by 2e-6 of the elements' magnitude, fails."""
