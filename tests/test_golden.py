@@ -269,7 +269,11 @@ def test_transformer_tok2vec_v3(request, golden, variant):
         norm_ids, norm_counts = count_norms([docs[3], docs[3], docs[0]])
         model.attrs.update(norm_ids=norm_ids, norm_counts=norm_counts)
     numpy.random.seed(0)  # rare-word dropout draws from numpy's global generator
-    check(request, golden, f"TransformerTok2Vec.v3/{variant}", tok2vec_record(model, docs))
+    # With its defaults, v3 must reproduce v2's own record.
+    key = "TransformerTok2Vec.v3/maxout_rare_words" if variant == "maxout_rare_words" else "TransformerTok2Vec.v2/vectors"
+    if variant == "defaults" and request.config.getoption("--regen-golden"):
+        pytest.skip("v2's record is released: never regenerated")
+    check(request, golden, key, tok2vec_record(model, docs))
 
 
 def test_the_check_rejects_small_changes(request, golden):
