@@ -19,6 +19,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchGradScaler, PyTorchShim, TorchSc
 from thinc.layers.pytorchwrapper import forward as pytorch_forward
 
 from .nodes import wrapper_shim
+from .threads import small_input_threads
 from .weights import WeightsError, error_summary, load_weights_safely
 
 logger = logging.getLogger("spacy_encoder")
@@ -52,7 +53,12 @@ class _InferencePredict:
       ("Inference tensors cannot be saved for backward"), so it predicts under `no_grad()`;
     - the module is put in eval mode once and left there. Thinc's shim switches it to
       eval and back to train on every call, so concurrent `nlp()` calls from several
-      threads could run with dropout on. `begin_update` puts it back in train mode.
+      threads could run with dropout on. `begin_update` puts it back in train mode;
+    - a small input on CPU (at most `threads.small_input_tokens()` padded positions, 256
+      by default) runs on one intra-op thread, the calling thread's setting restored
+      afterwards (`threads.small_input_threads`: waking torch's threads for each op of a
+      one-sentence forward costs more than the work). Training (`begin_update`) keeps
+      its threads.
     """
 
     _model: Any
@@ -63,7 +69,17 @@ class _InferencePredict:
         if getattr(self._model, "training", False):  # a frozen module has no training flag
             self._model.eval()
         with self._no_grad(), torch.autocast("cuda", enabled=self._mixed_precision):
-            return self._model(*inputs.args, **inputs.kwargs)
+            with small_input_threads(cpu_positions(inputs)):
+                return self._model(*inputs.args, **inputs.kwargs)
+
+
+def cpu_positions(inputs: ArgsKwargs) -> int:
+    """Padded positions (B * T) of a forward's first input (B, T, ...) on CPU; 0 for an
+    input on another device (the intra-op threads are CPU threads)."""
+    X = inputs.args[0] if inputs.args else None
+    if not isinstance(X, torch.Tensor) or X.dim() < 2 or X.device.type != "cpu":
+        return 0
+    return int(X.shape[0]) * int(X.shape[1])
 
 
 class _TrainingShim:

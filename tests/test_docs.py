@@ -665,11 +665,20 @@ def test_the_reference_lists_every_argument_with_its_default(registry_name, name
         f"{where}: missing {sorted(set(parameters) - set(documented))}, not arguments {sorted(set(documented) - set(parameters))}"
     )
     version = int(name.rsplit(".v", 1)[1])
-    previous = name.rsplit(".v", 1)[0] + f".v{version - 1}"
-    try:
-        older = set(inspect.signature(getattr(registry, registry_name).get(previous)).parameters) if version > 1 else set(parameters)
-    except Exception:  # noqa: BLE001 - no previous version registered
-        older = set(parameters)
+
+    def came_with(argument: str) -> int:
+        """The first version of this name that has `argument` (walking back while the
+        older versions are registered and have it)."""
+        first = version
+        for older in range(version - 1, 0, -1):
+            try:
+                function = getattr(registry, registry_name).get(name.rsplit(".v", 1)[0] + f".v{older}")
+            except Exception:  # noqa: BLE001 - no older version registered
+                return 1 if older == version - 1 else first
+            if argument not in inspect.signature(function).parameters:
+                return first
+            first = older
+        return first
     for argument, parameter in parameters.items():
         row = documented[argument]
         if parameter.default is inspect.Parameter.empty:
@@ -678,7 +687,7 @@ def test_the_reference_lists_every_argument_with_its_default(registry_name, name
             value = row["default"].strip("`")
             assert row["default"].startswith("`"), f"{where}: {argument} has a default, documented {row['default']}"
             assert json.loads(value) == parameter.default, f"{where}: {argument} defaults to {parameter.default!r}, documented {value}"
-        since = f"`.v{1 if argument in older else version}`"
+        since = f"`.v{came_with(argument)}`"
         assert row["since"] == since, f"{where}: {argument} came with {since}, documented {row['since']}"
         if registry_name == "architectures":
             assert row["type"] == f"`{annotation_text(parameter.annotation)}`", f"{where}: {argument} is {parameter.annotation}"

@@ -47,7 +47,7 @@ def bench_command(
     inference-only modes of `script --optimize`) and spaCy's CNN pipelines (efficiency
     and accuracy configs; with and without the same static vectors), interleaved. It
     refuses to start on a busy machine unless --allow-busy."""
-    from .. import bench
+    from .. import bench, host
 
     conll_test = corpora_dir / "conll2003" / "test.txt"
     conll_train = corpora_dir / "conll2003" / "train.txt"
@@ -77,6 +77,10 @@ def bench_command(
 
     results["machine"]["torch_threads"] = torch.get_num_threads()
     results["machine"]["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    msg.divider("Host")
+    results["host"] = host.host_record()
+    for line in host.host_lines(results["host"]):
+        log(line)
     other = bench.OtherWork()
     other.start()
     texts = {
@@ -160,13 +164,17 @@ def _latency_table(title: str, rows: Dict[str, Any]) -> List[str]:
 
 
 def _markdown(results: Dict[str, Any]) -> str:
+    from ..host import host_lines
+
     other = results.get("other_cpu_share")
     quiet = (
         "unknown"
         if other is None
         else f"{other:.0%} of one CPU" + (" (quiet)" if other < 0.1 else " (NOT quiet: figures not comparable)")
     )
-    lines: List[str] = [
+    # The host first: the ratios below are only comparable between runs on like hosts.
+    lines: List[str] = host_lines(results["host"]) if results.get("host") else []
+    lines += [
         f"Machine: {results['machine']['cpus']} CPUs, torch threads {results['machine']['torch_threads']}, "
         f"OMP_WAIT_POLICY={results['machine']['OMP_WAIT_POLICY']}; "
         f"median of {results['rounds']} interleaved rounds; untrained weights; "
@@ -206,6 +214,28 @@ def _markdown(results: Dict[str, Any]) -> str:
     for key, row in results["padding"].items():
         lines.append(f"| {key} ({row['batches']} batches) | {row['bucketed']:.1%} | {row['pad_to_longest']:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+@group("bench").command("host")
+def bench_host_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON, as results.json holds it under \"host\"."),
+    no_calibration: bool = typer.Option(False, "--no-calibration", help="Leave out the calibration (which takes under a second)."),
+) -> None:
+    """Name this machine as `bench speed` records it: CPU model, vendor,
+    family/model/stepping, the ISA flags that decide our kernels' speed (AVX2, AVX-512,
+    VNNI, BF16, FP16, AMX), cores, library versions, and a calibration: fp32 GEMM
+    GFLOP/s through torch, numpy and blis, and onnxruntime's int8 MatMulInteger
+    (512 x 512, median of 7)."""
+    from ..bench import busy_reason
+    from ..host import host_lines, host_record
+
+    record = host_record(calibrate=not no_calibration)
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return
+    print("\n".join(host_lines(record)).rstrip())
+    if not no_calibration and busy_reason(BUSY_PER_CPU):
+        msg.warn("Busy machine (see the load average): other work shares the cores, so the calibration understates this host's rates.")
 
 
 @group("bench").command("memory")
