@@ -15,6 +15,7 @@ pipeline maps unknown words exactly as the trained one did. No torch import.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Tuple
 
@@ -23,6 +24,8 @@ from spacy.attrs import NORM
 from spacy.language import Language
 from spacy.strings import get_string_id
 from spacy.tokens import Doc, DocBin
+
+logger = logging.getLogger("spacy_encoder")
 
 # The NORM id every unknown (inference) or dropped rare (training) word gets.
 UNKNOWN_WORD = get_string_id("<spacy-encoder:unknown-word>")
@@ -107,16 +110,18 @@ def create_count_training_words_v1(path: Optional[Path], component: str = "tok2v
             raise ValueError(
                 f"spacy-encoder.count_training_words.v1: no component {component!r} in the pipeline ({', '.join(nlp.pipe_names)})"
             )
-        docs = [doc for f in files for doc in DocBin().from_disk(f).get_docs(nlp.vocab)]
-        norm_ids, norm_counts = count_norms(docs)
         model = nlp.get_pipe(component).model
         if layer:
             model = model.get_ref(layer)
         nodes = [node for node in encoder_nodes(model) if node.attrs.get("rare_word_dropout", 0.0) > 0.0]
-        if not nodes:
-            raise ValueError(
-                f"spacy-encoder.count_training_words.v1: {component!r} has no TransformerTok2Vec.v3 with rare_word_dropout > 0"
+        if not nodes:  # e.g. rare_word_dropout overridden to 0: nothing to count for
+            logger.warning(
+                "spacy-encoder.count_training_words.v1: %r has no TransformerTok2Vec.v3 with rare_word_dropout > 0; nothing counted",
+                component,
             )
+            return nlp
+        docs = [doc for f in files for doc in DocBin().from_disk(f).get_docs(nlp.vocab)]
+        norm_ids, norm_counts = count_norms(docs)
         for node in nodes:
             node.attrs["norm_ids"] = norm_ids
             node.attrs["norm_counts"] = norm_counts

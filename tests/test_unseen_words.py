@@ -213,3 +213,12 @@ def test_a_standalone_export_of_v3_with_rare_words_is_refused_in_one_line(traine
     with pytest.raises(DeployError) as info:
         export_encoder(trained_v3, tmp_path / "encoder.pt", component="tok2vec", fmt="torchscript")
     assert "deploy script" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_counting_callback_without_rare_word_dropout_counts_nothing_and_says_so(tmp_path, caplog):
+    nlp = v3_nlp(tmp_path, rare_word_dropout=0.0, mix_pieces=3)
+    with caplog.at_level("WARNING", logger="spacy_encoder"):
+        nlp.initialize(lambda: ner_examples(nlp))
+    assert "nothing counted" in caplog.text
+    node = next(encoder_nodes(nlp.get_pipe("tok2vec").model, (TOK2VEC,)))
+    assert "norm_ids" not in node.attrs
