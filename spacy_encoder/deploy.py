@@ -205,7 +205,7 @@ def export_target(model_path: Path, component: str, fmt: str) -> Tuple[Model, Di
         )
     node = nodes[0]
     attrs = node.attrs
-    if attrs.get("rare_word_dropout", 0.0) > 0.0:
+    if attrs.get("rare_word_dropout", 0.0) > 0.0 and attrs.get("norm_ids") is not None:
         raise DeployError(
             f"{model_path}: component '{component}' maps unknown words to one id before the encoder "
             "(rare_word_dropout), which a standalone file does not carry; write a pipeline with "

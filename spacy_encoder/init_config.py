@@ -40,10 +40,24 @@ class InitConfigError(ValueError):
     """A pipeline or option that `make_config` cannot turn into a config."""
 
 
+# NER with static vectors: rare training words and unknown words share one NORM id
+# (`TransformerTok2Vec.v3`), which the CoNLL-03 GloVe recipe gained from
+# (docs/benchmarks.md, "Unseen names with the whole GloVe table"); not measured for
+# text classification, whose configs keep v2.
+RARE_WORD_DROPOUT = 0.5
+
+
+def rare_words(pipeline: List[str], vectors_width: int) -> bool:
+    """Whether the config gets `TransformerTok2Vec.v3`'s rare-word dropout."""
+    return vectors_width > 0 and "ner" in pipeline
+
+
 def _tok2vec_block(pipeline: List[str], optimize: str, vectors_width: int, gpu: bool) -> Dict[str, Any]:
     v2 = optimize == "accuracy" or vectors_width > 0
+    v3 = rare_words(pipeline, vectors_width)
+    name = "spacy-encoder.TransformerTok2Vec.v3" if v3 else "spacy-encoder.TransformerTok2Vec.v2"
     block: Dict[str, Any] = {
-        "@architectures": "spacy-encoder.TransformerTok2Vec.v2" if v2 else "spacy-encoder.TransformerTok2Vec.v1",
+        "@architectures": name if v2 else "spacy-encoder.TransformerTok2Vec.v1",
         "width": 128,
         "depth": 4,
         "n_heads": 4,
@@ -66,6 +80,8 @@ def _tok2vec_block(pipeline: List[str], optimize: str, vectors_width: int, gpu: 
     }
     if v2:
         block.update({"vectors_width": vectors_width, "vectors_dropout": 0.1 if vectors_width else 0.0, "output_scale": 3.0})
+    if v3:
+        block.update({"mix_pieces": 1, "rare_word_dropout": RARE_WORD_DROPOUT})
     return block
 
 
@@ -192,6 +208,13 @@ def make_config(
         "limit": 0,
     }
     config["pretraining"] = _pretraining()
+    if rare_words(pipeline, vectors_width):
+        config["initialize"]["before_init"] = {
+            "@callbacks": "spacy-encoder.count_training_words.v1",
+            "path": "${paths.train}",
+            "component": "tok2vec",
+            "layer": "",
+        }
     if optimize == "accuracy":
         if vectors_width:
             config["initialize"]["init_tok2vec"] = None

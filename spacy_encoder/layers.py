@@ -9,7 +9,8 @@ Data path of `transformer_tok2vec` (N docs, n_i tokens each, F features, D width
 `transformer_encoder` does the same from one (n_i, D) array per doc, for the `encode`
 slot of `spacy.Tok2Vec.v2`. The node names are `nodes.TOK2VEC` and `nodes.ENCODER`.
 """
-from typing import Any, Callable, List, Optional, Sequence, Tuple, cast
+import logging
+from typing import Any, Callable, List, Optional, Sequence, Set, Tuple, cast
 
 import numpy
 from spacy.attrs import ORTH, intify_attr
@@ -20,6 +21,11 @@ from thinc.types import Floats2d
 from .buckets import run_windows
 from .nodes import ENCODER, TOK2VEC
 from .rare_words import COUNTS_MISSING, replace_rare
+
+logger = logging.getLogger("spacy_encoder")
+# The ids of the layers that have said their rare-word dropout has no counts (once
+# each; thinc's model ids are never reused in a process; not saved).
+_WARNED_NO_COUNTS: Set[int] = set()
 
 
 def transformer_tok2vec(
@@ -140,9 +146,13 @@ def _replace_rare_words(model: Model, ids: numpy.ndarray, is_train: bool) -> num
     rate = model.attrs["rare_word_dropout"]
     norm_ids, norm_counts = model.attrs.get("norm_ids"), model.attrs.get("norm_counts")
     if norm_ids is None:
-        if is_train:
-            raise ValueError(f"{model.attrs['architecture']}: " + COUNTS_MISSING.format(rate=rate))
-        return ids  # not trained yet: nothing is known to be unknown
+        # Nothing is known to be rare or unknown: the layer computes what v2 does. In
+        # training that is a config without the counting callback (or `spacy pretrain`):
+        # say so once, and train on rather than lose the run.
+        if is_train and model.id not in _WARNED_NO_COUNTS:
+            logger.warning("%s: %s", model.attrs["architecture"], COUNTS_MISSING.format(rate=rate))
+            _WARNED_NO_COUNTS.add(model.id)
+        return ids
     column = model.attrs["attrs"].index("NORM")
     return replace_rare(ids, column, norm_ids, norm_counts, rate, is_train)
 

@@ -35,8 +35,8 @@ LAYER_ATTRS = ("rare_word_dropout", "norm_ids", "norm_counts")
 RARE_COUNT = 1
 
 COUNTS_MISSING = (
-    "rare_word_dropout is {rate} but the training words were not counted: add "
-    "[initialize.before_init] @callbacks = \"spacy-encoder.count_training_words.v1\" with "
+    "rare_word_dropout is {rate} but the training words were not counted, so it does nothing: "
+    "add [initialize.before_init] @callbacks = \"spacy-encoder.count_training_words.v1\" with "
     "path = ${{paths.train}} (see docs/configuration.md)"
 )
 
@@ -100,8 +100,12 @@ def create_count_training_words_v1(path: Optional[Path], component: str = "tok2v
     from .nodes import encoder_nodes
 
     def before_init(nlp: Language) -> Language:
-        if path is None:
-            raise ValueError("spacy-encoder.count_training_words.v1: path is null; set it to the training corpus (--paths.train)")
+        if path is None:  # e.g. `spacy pretrain`, or nlp.initialize() without a corpus
+            logger.warning(
+                "spacy-encoder.count_training_words.v1: path is null, so no training words were counted and "
+                "rare_word_dropout does nothing in this run (set --paths.train)"
+            )
+            return nlp
         source = Path(str(path))
         files = sorted(source.rglob("*.spacy")) if source.is_dir() else [source]
         if not files or not all(f.is_file() for f in files):

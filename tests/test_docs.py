@@ -255,6 +255,19 @@ def test_a_v2_block_of_sizes_fills_to_the_ner_vectors_config():
     config["components"]["tok2vec"]["model"] = {
         "@architectures": "spacy-encoder.TransformerTok2Vec.v2", **TOK2VEC_SIZES, "vectors_width": 300,
     }
+    # configs/ner_vectors.cfg is v3 with rare_word_dropout; everything else is v2's defaults.
+    filled = filled_tok2vec(config)
+    assert expected.pop("@architectures") == "spacy-encoder.TransformerTok2Vec.v3" and filled.pop("@architectures").endswith(".v2")
+    assert expected.pop("mix_pieces") == 1 and expected.pop("rare_word_dropout") == 0.5
+    assert filled == expected
+
+
+def test_a_v3_block_of_sizes_fills_to_the_ner_vectors_config():
+    expected = filled_tok2vec(config_file("ner_vectors.cfg"))
+    config = config_file("ner_vectors.cfg")
+    config["components"]["tok2vec"]["model"] = {
+        "@architectures": "spacy-encoder.TransformerTok2Vec.v3", **TOK2VEC_SIZES, "vectors_width": 300, "rare_word_dropout": 0.5,
+    }
     assert filled_tok2vec(config) == expected
 
 

@@ -128,20 +128,35 @@ def v3_nlp(tmp_path, callback=True, **model):
     overrides["paths.train"] = str(train)
     config = load_config(REPO / "configs" / "ner_vectors.cfg", overrides=overrides, interpolate=True)
     config["training"]["optimizer"]["learn_rate"] = 0.001
-    if callback:
-        config["initialize"]["before_init"] = {"@callbacks": "spacy-encoder.count_training_words.v1", "path": str(train)}
+    config["initialize"]["before_init"] = (
+        {"@callbacks": "spacy-encoder.count_training_words.v1", "path": str(train)} if callback else None
+    )
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     add_vectors(nlp, sorted({t.text for text, _ in NER_DATA for t in nlp.make_doc(text)}))
     DocBin(docs=[eg.reference for eg in ner_examples(nlp)]).to_disk(train)
     return nlp
 
 
-def test_rare_word_dropout_needs_the_counting_callback_and_says_so(tmp_path):
+def test_rare_word_dropout_without_the_counting_callback_trains_as_v2_and_says_so_once(tmp_path, caplog):
     nlp = v3_nlp(tmp_path, callback=False, rare_word_dropout=0.5)
     optimizer = nlp.initialize(lambda: ner_examples(nlp))
-    with pytest.raises(ValueError) as info:
-        nlp.update(ner_examples(nlp), sgd=optimizer)
-    assert "spacy-encoder.count_training_words.v1" in str(info.value) and "\n" not in str(info.value)
+    with caplog.at_level("WARNING", logger="spacy_encoder"):
+        for _ in range(2):
+            nlp.update(ner_examples(nlp), sgd=optimizer)
+    warnings = [r.getMessage() for r in caplog.records if "count_training_words" in r.getMessage()]
+    assert len(warnings) == 1 and "does nothing" in warnings[0] and "\n" not in warnings[0]
+    a, b = (nlp.get_pipe("tok2vec").model.predict([nlp.make_doc(f"{w} visited Berlin .")])[0] for w in TWINS)
+    assert not numpy.allclose(a, b, atol=1e-4)  # no counts: unknown words keep their own rows
+
+
+def test_a_null_corpus_path_counts_nothing_and_says_so(tmp_path, caplog):
+    nlp = v3_nlp(tmp_path, rare_word_dropout=0.5)
+    nlp.config["initialize"]["before_init"]["path"] = None
+    from spacy_encoder.rare_words import create_count_training_words_v1
+
+    with caplog.at_level("WARNING", logger="spacy_encoder"):
+        create_count_training_words_v1(None)(nlp)
+    assert "path is null" in caplog.text
 
 
 def test_unknown_words_share_one_row_and_the_counts_are_saved(tmp_path):
