@@ -30,6 +30,16 @@ ONNX_ENCODER = "spacy-encoder.onnx_encoder"
 ONNX_NAMES = (ONNX_TOK2VEC, ONNX_ENCODER)
 
 
+def component_model(nlp: Any, component: str, layer: str, who: str, error: type = ValueError) -> Model:
+    """The model of pipeline component `component`, or its node ref `layer` ("" for the
+    whole model), as `[pretraining]` names them; raises `error` in one line naming `who`
+    and the pipeline's components when there is no such component."""
+    if component not in nlp.pipe_names:
+        raise error(f"{who}: no component {component!r} in the pipeline ({', '.join(nlp.pipe_names)})")
+    model = nlp.get_pipe(component).model
+    return model.get_ref(layer) if layer else model
+
+
 def encoder_nodes(model: Model, names: Tuple[str, ...] = NAMES) -> Iterator[Model]:
     """Each of our encoder nodes inside `model` (itself included), in walk order."""
     for node in model.walk():

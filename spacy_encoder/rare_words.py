@@ -97,7 +97,7 @@ def create_count_training_words_v1(path: Optional[Path], component: str = "tok2v
     a folder of them, usually `${paths.train}`) and give the counts to each
     `TransformerTok2Vec.v3` with `rare_word_dropout` > 0 in `component` (and its `layer`
     ref)."""
-    from .nodes import encoder_nodes
+    from .nodes import component_model, encoder_nodes
 
     def before_init(nlp: Language) -> Language:
         if path is None:  # e.g. `spacy pretrain`, or nlp.initialize() without a corpus
@@ -110,13 +110,7 @@ def create_count_training_words_v1(path: Optional[Path], component: str = "tok2v
         files = sorted(source.rglob("*.spacy")) if source.is_dir() else [source]
         if not files or not all(f.is_file() for f in files):
             raise ValueError(f"spacy-encoder.count_training_words.v1: no .spacy training corpus at {source}")
-        if component not in nlp.pipe_names:
-            raise ValueError(
-                f"spacy-encoder.count_training_words.v1: no component {component!r} in the pipeline ({', '.join(nlp.pipe_names)})"
-            )
-        model = nlp.get_pipe(component).model
-        if layer:
-            model = model.get_ref(layer)
+        model = component_model(nlp, component, layer, "spacy-encoder.count_training_words.v1")
         nodes = [node for node in encoder_nodes(model) if node.attrs.get("rare_word_dropout", 0.0) > 0.0]
         if not nodes:  # e.g. rare_word_dropout overridden to 0: nothing to count for
             logger.warning(

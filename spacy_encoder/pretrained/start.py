@@ -27,7 +27,7 @@ import torch
 from spacy.language import Language
 from thinc.api import Model
 
-from ..nodes import TOK2VEC, encoder_nodes, torch_module
+from ..nodes import TOK2VEC, component_model, encoder_nodes, torch_module
 from ..weights import shape_summary
 from . import PretrainedError, weights_path
 
@@ -58,13 +58,7 @@ def create_start_from_pretrained_v1(
                 "spacy-encoder.start_from_pretrained.v1: [initialize] init_tok2vec is set too; "
                 "set it to null, or the two would load weights into the same encoder"
             )
-        if component not in nlp.pipe_names:
-            raise PretrainedError(
-                f"spacy-encoder.start_from_pretrained.v1: no component {component!r} in the pipeline ({', '.join(nlp.pipe_names)})"
-            )
-        model = nlp.get_pipe(component).model
-        if layer:
-            model = model.get_ref(layer)
+        model = component_model(nlp, component, layer, "spacy-encoder.start_from_pretrained.v1", PretrainedError)
         start_from_pretrained(model, source)
         return nlp
 
