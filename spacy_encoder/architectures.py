@@ -208,6 +208,59 @@ def build_transformer_tok2vec_v3(
     return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v3", **locals())
 
 
+def build_transformer_tok2vec_v4(
+    *,
+    width: int,
+    depth: int,
+    n_heads: int,
+    ff_width: int,
+    vectors_width: int,
+    attrs: List[str] = ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+    rows: List[int] = [5000, 1000, 2500, 2500],
+    n_hashes: int = 2,
+    chars: int = 0,
+    char_width: int = 64,
+    positions: str = "rotary",
+    attention_scale: str = "sqrt",
+    local_window: int = 3,
+    norm_first: bool = True,
+    dropout: float = 0.1,
+    embed_dropout: float = 0.1,
+    feature_dropout: Union[float, List[float]] = 0.15,
+    vectors_dropout: float = 0.1,
+    mix_pieces: int = 1,
+    rare_word_dropout: float = 0.0,
+    output_scale: float = 3.0,
+    max_length: int = 256,
+    window_stride: int = 192,
+    mixed_precision: bool = False,
+    grad_scaler_config: Dict[str, Any] = {},
+    torchscript: bool = False,
+    fast_dropout: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """`spacy-encoder.TransformerTok2Vec.v3` with two settings made for NER: a character
+    encoder beside the hashed features (each token's first and last UTF-8 bytes through a
+    small CNN, max-pooled to one vector and mixed in with the other features,
+    `spacy_encoder.pytorch.characters`), and the scale of the attention logits. With
+    their defaults (0 and "sqrt") it computes what v3 computes.
+
+    chars (int): How many bytes of each token the character encoder reads: its first
+        chars / 2 and last chars / 2 bytes (spaCy's `Doc.to_utf8_array`); a shorter word
+        is read whole. Even, up to 64; 0 turns the character encoder off. Recommended: 16.
+        Default: 0.
+    char_width (int): Width of each token's character vector (the bytes are embedded at
+        half of it). Recommended: 32 to 64. Default: 64.
+    attention_scale (str): The factor on the attention logits: "sqrt", 1/sqrt(head
+        width), as v1-v3; "learned", one factor per head, learned, starting there (a
+        pretrained start computes what it did); "none", 1 (un-scaled, as TENER).
+        Default: "sqrt".
+    Other arguments and their defaults as in `spacy-encoder.TransformerTok2Vec.v3`.
+    """
+    with config_errors("spacy-encoder.TransformerTok2Vec.v4"):
+        check_rare_word_dropout(rare_word_dropout, attrs)
+    return _build_tok2vec("spacy-encoder.TransformerTok2Vec.v4", **locals())
+
+
 def _build_tok2vec(
     name: str,
     *,
@@ -226,6 +279,8 @@ def _build_tok2vec(
     torchscript: bool,
     mix_pieces: int = 1,
     rare_word_dropout: float = 0.0,
+    chars: int = 0,
+    char_width: int = 64,
     **encoder_settings: Any,
 ) -> Model[List[Doc], List[Floats2d]]:
     """The tok2vec of the `TransformerTok2Vec` builders, from their arguments."""
@@ -240,6 +295,8 @@ def _build_tok2vec(
             vectors_width=vectors_width,
             vectors_dropout=vectors_dropout,
             mix_pieces=mix_pieces,
+            chars=chars,
+            char_width=char_width,
         )
         encoder_config = EncoderConfig(
             width=width, max_length=max_length, window_stride=window_stride, **encoder_settings
@@ -260,6 +317,7 @@ def _build_tok2vec(
         vectors_width=vectors_width,
         architecture=name,
         rare_word_dropout=rare_word_dropout,
+        chars=chars,
     )
 
 

@@ -9,6 +9,8 @@ a file that plain torch can run, with a JSON description of its inputs.
 """
 import copy
 import json
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -35,6 +37,12 @@ SCRIPTED = {
     # v3's settings live in the graph (mix_pieces) or in the layer's saved attrs
     # (rare_word_dropout and the training counts), which the scripted layer keeps.
     "spacy-encoder.TransformerTok2Vec.v3": (
+        "spacy-encoder.ScriptedTok2Vec.v2",
+        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+    ),
+    # v4's character encoder is in the graph; how many bytes it reads (attr `chars`)
+    # is in the layer's saved attrs, as v3's counts are.
+    "spacy-encoder.TransformerTok2Vec.v4": (
         "spacy-encoder.ScriptedTok2Vec.v2",
         ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
     ),
@@ -102,6 +110,27 @@ def inference_module(module: torch.nn.Module, optimize: str) -> torch.jit.Script
             return torch.jit.freeze(scripted.eval(), preserved_attrs=preserved)
 
 
+def eager_module(node: Model) -> torch.nn.Module:
+    """The eager torch module of the encoder `node`: its own, or, for a TorchScript
+    encoder trained as such (`torchscript = true`), a new eager module of its config
+    holding its weights. A graph loaded from a `Scripted*` pipeline has no config to
+    rebuild from: ValueError, one line."""
+    shim = encoder_shim(node)
+    module = shim._model
+    if not isinstance(module, torch.jit.ScriptModule):
+        return module
+    if shim._make_module is None:
+        raise ValueError(
+            "this encoder is a TorchScript graph written by `spacy-encoder deploy script`, without the config "
+            "to rebuild its eager module; convert the pipeline it was made from"
+        )
+    eager = shim._make_module()
+    own = module.state_dict()  # also lists buffers the eager module keeps out of its state_dict
+    eager.load_state_dict({name: own[name] for name in eager.state_dict()})
+    device = next(module.parameters()).device
+    return eager.to(device).train(module.training)
+
+
 def script_encoder(model: Model, optimize: str = "none") -> Model:
     """Swap the torch module inside one of our layers (or any model holding them, e.g.
     a pipeline component's model) for its TorchScript compilation, weights included.
@@ -109,16 +138,11 @@ def script_encoder(model: Model, optimize: str = "none") -> Model:
     module). Returns the model, changed in place."""
     for node in list(encoder_nodes(model)):
         wrapper = torch_wrapper(node)
-        if wrapper.name == "pytorch_script":
-            if optimize != "none":
-                raise ValueError(
-                    f"optimize = {optimize!r} needs the eager encoder; this one is already "
-                    "TorchScript (script the pipeline it was made from)"
-                )
+        if wrapper.name == "pytorch_script" and optimize == "none":
             continue
         shim = encoder_shim(node)
         scripted = torch_layer(
-            inference_module(shim._model, optimize),
+            inference_module(eager_module(node), optimize),
             scripted=True,
             mixed_precision=shim._mixed_precision,
             grad_scaler=shim._grad_scaler,
@@ -175,15 +199,33 @@ def script_pipeline(model_path: Path, output_path: Path, optimize: str = "none")
             except ValueError as err:
                 raise DeployError(f"{model_path}: {err}.") from None
     nlp.meta.setdefault("spacy_encoder", {})["inference"] = optimize
-    nlp.to_disk(output_path)
-    config_path = output_path / "config.cfg"
-    config = load_config(config_path, interpolate=False)
-    components, n_sections = rewrite_sections(dict(config["components"]), _scripted_twin)
-    if n_sections == 0:
-        raise DeployError(f"{model_path}: config.cfg has no eager spacy-encoder section to rewrite.")
-    config["components"] = components
-    config.to_disk(config_path)
+    write_converted(nlp, output_path, _scripted_twin, f"{model_path}: config.cfg has no eager spacy-encoder section to rewrite.")
     return scripted
+
+
+def write_converted(
+    nlp: Any, output_path: Path, twin: Callable[[Dict[str, Any]], Optional[Dict[str, Any]]], none_found: str
+) -> None:
+    """Save the converted `nlp` at `output_path` with its config's encoder blocks
+    rewritten by `twin` (`DeployError(none_found)` when there is none). Written in a
+    folder beside it first and moved there once complete, so that a failed conversion
+    leaves no half-written pipeline."""
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.partial-", dir=output_path.parent))
+    try:
+        nlp.to_disk(partial)
+        config = load_config(partial / "config.cfg", interpolate=False)
+        config["components"], n_sections = rewrite_sections(dict(config["components"]), twin)
+        if n_sections == 0:
+            raise DeployError(none_found)
+        config.to_disk(partial / "config.cfg")
+        if output_path.exists():
+            shutil.copytree(partial, output_path, dirs_exist_ok=True)
+        else:
+            partial.rename(output_path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def description_path(output: Path) -> Path:
@@ -210,6 +252,12 @@ def export_target(model_path: Path, component: str, fmt: str) -> Tuple[Model, Di
             f"{model_path}: component '{component}' maps unknown words to one id before the encoder "
             "(rare_word_dropout), which a standalone file does not carry; write a pipeline with "
             "`spacy-encoder deploy script` or `deploy onnx` instead."
+        )
+    if attrs.get("chars"):
+        raise DeployError(
+            f"{model_path}: component '{component}' reads each token's bytes (chars = {attrs['chars']}), which "
+            "a standalone file does not describe yet; write a pipeline with `spacy-encoder deploy script` or "
+            "`deploy onnx` instead."
         )
     description: Dict[str, Any] = {
         "format": fmt,

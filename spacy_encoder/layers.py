@@ -39,6 +39,7 @@ def transformer_tok2vec(
     architecture: str = "spacy-encoder.TransformerTok2Vec.v1",
     name: str = TOK2VEC,
     rare_word_dropout: float = 0.0,
+    chars: int = 0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Docs to one (n_tokens, width) array each, through `torch_layer` (a wrapped
     `Tok2VecEncoder`, or `VectorsTok2VecEncoder` when `vectors_width` > 0: then each
@@ -46,7 +47,9 @@ def transformer_tok2vec(
     `architecture` names the registered builder in error messages; `name` is the
     node's name (`nodes.ONNX_TOK2VEC` around an ONNX graph instead of a torch layer).
     `rare_word_dropout` > 0 maps rare and unknown NORMs to one id (`rare_words`); the
-    layer then also holds the training counts (attrs `norm_ids`, `norm_counts`)."""
+    layer then also holds the training counts (attrs `norm_ids`, `norm_counts`).
+    `chars` > 0: each token's first and last bytes (`Doc.to_utf8_array`, that many)
+    follow its attribute ids, for the module's character encoder (attr `chars`)."""
     layer_attrs = {
         "attr_ids": [intify_attr(a) for a in attrs],
         "attrs": list(attrs),
@@ -58,6 +61,8 @@ def transformer_tok2vec(
     if rare_word_dropout > 0.0:
         # Only then: the attrs of the released names' layers stay as they were.
         layer_attrs.update(rare_word_dropout=float(rare_word_dropout), norm_ids=None, norm_counts=None)
+    if chars:
+        layer_attrs["chars"] = int(chars)
     return Model(
         name,
         _tok2vec_forward,
@@ -126,10 +131,7 @@ def static_vectors(model: Model, docs: Sequence[Doc]) -> Any:
 def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     torch_layer = model.layers[0]
     doc_lengths = [len(doc) for doc in docs]
-    ids = extract_features(docs, model.attrs["attr_ids"])  # (sum n_i, F)
-    if model.attrs.get("rare_word_dropout", 0.0) > 0.0:
-        ids = _replace_rare_words(model, ids, is_train)
-    ids = model.ops.asarray(ids)
+    ids = model.ops.asarray(token_ids(model, docs, is_train))  # (sum n_i, F [+ chars])
     static = static_vectors(model, docs) if model.attrs.get("vectors_width") else None  # (sum n_i, V)
     Y, backprop_windows = run_windows(model, torch_layer, ids, doc_lengths, is_train, pad_value=0, static=static)
     Ys = model.ops.unflatten(Y, model.ops.asarray1i(doc_lengths)) if docs else []
@@ -140,6 +142,21 @@ def _tok2vec_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Lis
         return []
 
     return Ys, backprop
+
+
+def token_ids(model: Model, docs: Sequence[Doc], is_train: bool = False) -> numpy.ndarray:
+    """What the tok2vec `model`'s module reads for each token: its attribute ids
+    (rare and unknown NORMs mapped, with rare-word dropout), then its bytes (with a
+    character encoder). :return: (sum n_i, F [+ chars]) int64."""
+    ids = extract_features(docs, model.attrs["attr_ids"])  # (sum n_i, F)
+    if model.attrs.get("rare_word_dropout", 0.0) > 0.0:
+        ids = _replace_rare_words(model, ids, is_train)
+    n_chars = model.attrs.get("chars", 0)
+    if n_chars:
+        arrays = [doc.to_utf8_array(nr_char=n_chars) for doc in docs if len(doc)]
+        chars = numpy.concatenate(arrays) if arrays else numpy.zeros((0, n_chars), dtype="uint8")
+        ids = numpy.concatenate([ids, chars.astype("int64")], axis=1)
+    return ids
 
 
 def _replace_rare_words(model: Model, ids: numpy.ndarray, is_train: bool) -> numpy.ndarray:

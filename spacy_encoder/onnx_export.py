@@ -28,18 +28,33 @@ from typing import Any, Dict, List, Optional
 import torch
 from thinc.api import Model
 
-from .deploy import WINDOWS_RULE, DeployError, check_mode, description_path, export_target, padded_inputs, rewrite_sections
+from .deploy import (
+    WINDOWS_RULE,
+    DeployError,
+    check_mode,
+    description_path,
+    eager_module,
+    export_target,
+    padded_inputs,
+    write_converted,
+)
 from .nodes import ENCODER, onnx_graph_layer, pipeline_encoders, torch_module
 from .onnx_layer import ARCHITECTURE, ENCODER_ARCHITECTURE, OUTPUT, build_onnx_encoder_v1, build_onnx_tok2vec_v1
 from .pytorch import onnx_forms
 from .rare_words import LAYER_ATTRS as RARE_WORD_ATTRS
-from .weights import load_pipeline
+from .weights import error_summary, load_pipeline
 
 # The settings an OnnxTok2Vec.v1 (OnnxEncoder.v1) section keeps from the eager tok2vec's
 # (encoder's) section.
 ONNX_SETTINGS = ("width", "attrs", "max_length", "window_stride", "vectors_width")
 ONNX_ENCODER_SETTINGS = ("width", "max_length", "window_stride")
 EXPORT_HINT = 'pip install "spacy-encoder[onnx]" (onnx and onnxscript, for torch.onnx.export)'
+# The opset every graph is written with, whatever torch's exporter defaults to (it has
+# changed between the torch versions pyproject.toml allows), and the onnxruntime that
+# runs it (1.20 is the first to support opset 21; pyproject's `onnx` extra): both go
+# into the pipeline's meta.json (`requirements`, `spacy_encoder.onnx`).
+OPSET = 20
+ORT_REQUIREMENT = "onnxruntime>=1.20"
 # `deploy onnx --optimize`: what the graph of each mode is.
 ONNX_MODES = {
     "none": "float32, equal to eager within 1e-4",
@@ -72,14 +87,30 @@ def export_graph(
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module, example, dynamo=True, dynamic_shapes=shapes, input_names=names, output_names=[OUTPUT], verbose=False
+            program = _export(
+                module,
+                example,
+                dynamo=True,
+                dynamic_shapes=shapes,
+                input_names=names,
+                output_names=[OUTPUT],
+                opset_version=OPSET,
+                verbose=False,
             )
     finally:
         exporter_logs.setLevel(level)
     buffer = io.BytesIO()
     program.save(buffer)
     return buffer.getvalue()
+
+
+def _export(*args: Any, **kwargs: Any) -> Any:
+    """`torch.onnx.export`, its failures as one `DeployError` line (the exporter's own
+    report is pages long)."""
+    try:
+        return torch.onnx.export(*args, **kwargs)
+    except Exception as err:
+        raise DeployError(f"torch.onnx.export failed ({error_summary(err)}); please report it with the pipeline's config") from None
 
 
 def quantize_graph(graph: bytes) -> bytes:
@@ -108,12 +139,17 @@ def node_graph(node: Model, optimize: str = "none") -> bytes:
     of ONNX_MODES."""
     check_mode(optimize, ONNX_MODES)
     attrs = node.attrs
-    module = torch_module(node)
+    try:
+        module = eager_module(node)  # also for a pipeline trained with torchscript = true
+    except ValueError as err:
+        raise DeployError(str(err)) from None
     if node.name == ENCODER:
         graph = export_graph(module, n_attrs=0, vectors_width=0, max_length=attrs["max_length"], width=node.get_dim("nI"))
     else:
+        # A character encoder's bytes follow the attribute ids in the same input.
+        n_inputs = len(attrs["attrs"]) + attrs.get("chars", 0)
         graph = export_graph(
-            module, n_attrs=len(attrs["attrs"]), vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
+            module, n_attrs=n_inputs, vectors_width=attrs.get("vectors_width", 0), max_length=attrs["max_length"]
         )
     return quantize_graph(graph) if optimize == "int8" else graph
 
@@ -134,8 +170,9 @@ def onnx_node(node: Model, optimize: str = "none") -> Model:
             vectors_width=attrs.get("vectors_width", 0),
         )
     onnx_graph_layer(new).attrs["graph"] = graph
-    # TransformerTok2Vec.v3's unknown words are mapped before the graph: keep the map.
-    new.attrs.update({key: attrs[key] for key in RARE_WORD_ATTRS if key in attrs})
+    # TransformerTok2Vec.v3's unknown words are mapped before the graph: keep the map;
+    # and v4's bytes are read before it: keep how many.
+    new.attrs.update({key: attrs[key] for key in RARE_WORD_ATTRS + ("chars",) if key in attrs})
     return new
 
 
@@ -158,8 +195,6 @@ def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -
     it; `optimize`: one of ONNX_MODES). Returns the names of the components whose
     encoder was converted."""
     check_mode(optimize, ONNX_MODES)
-    from spacy.util import load_config
-
     nlp = load_pipeline(model_path)
     found = list(pipeline_encoders(nlp))
     if not found:
@@ -176,14 +211,14 @@ def onnx_pipeline(model_path: Path, output_path: Path, optimize: str = "none") -
         else:
             component.model.replace_node(node, new)
         converted.append(name)
-    nlp.meta.setdefault("spacy_encoder", {})["inference"] = "onnx" if optimize == "none" else f"onnx-{optimize}"
-    nlp.to_disk(output_path)
-    config_path = output_path / "config.cfg"
-    config = load_config(config_path, interpolate=False)
-    config["components"], n_sections = rewrite_sections(dict(config["components"]), _onnx_twin)
-    if n_sections == 0:
-        raise DeployError(f"{model_path}: config.cfg has no TransformerTok2Vec or TransformerEncoder section to rewrite.")
-    config.to_disk(config_path)
+    ours = nlp.meta.setdefault("spacy_encoder", {})
+    ours["inference"] = "onnx" if optimize == "none" else f"onnx-{optimize}"
+    ours["onnx"] = {"opset": OPSET, "onnxruntime": ORT_REQUIREMENT}
+    # `spacy package` makes these the package's install requirements.
+    requirements = [r for r in nlp.meta.get("requirements", []) if not r.startswith("onnxruntime")]
+    nlp.meta["requirements"] = requirements + [ORT_REQUIREMENT]
+    none_found = f"{model_path}: config.cfg has no TransformerTok2Vec or TransformerEncoder section to rewrite."
+    write_converted(nlp, output_path, _onnx_twin, none_found)
     return sorted(converted)
 
 

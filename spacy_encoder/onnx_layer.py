@@ -20,26 +20,32 @@ file. Nothing here imports torch; onnxruntime is imported when the first doc run
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import threading
 import weakref
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from thinc.api import Model
+import srsly
+from thinc.api import Model, deserialize_attr, serialize_attr
 
 from .layers import transformer_encoder, transformer_tok2vec
 from .nodes import ONNX_ENCODER, ONNX_TOK2VEC
 from .validation import check_attrs, config_errors
+from .weights import WeightsError
 from .windowing import check_windows
 
 ARCHITECTURE = "spacy-encoder.OnnxTok2Vec.v1"
 ENCODER_ARCHITECTURE = "spacy-encoder.OnnxEncoder.v1"
 INPUT_IDS, INPUT_X, INPUT_VECTORS, INPUT_LENGTHS, OUTPUT = "ids", "x", "vectors", "lengths", "output"
 ORT_HINT = 'pip install "spacy-encoder[onnx]"'
+# The environment settings of the sessions' threads (`session_options`).
+THREADS_ENV, SPINNING_ENV = "SPACY_ENCODER_ORT_THREADS", "SPACY_ENCODER_ORT_SPINNING"
 
 # onnxruntime's thread pool does not survive a fork: a forked worker
-# (nlp.pipe(n_process=2)) makes its own sessions, with one intra-op thread, and never
-# frees those it inherited (freeing one waits on threads the fork did not copy).
+# (nlp.pipe(n_process=2)) makes its own sessions, with one intra-op thread
+# (`intra_op_threads`), and never frees those it inherited (freeing one waits on
+# threads the fork did not copy).
 _forked = False
 _runtimes: "weakref.WeakSet[Runtime]" = weakref.WeakSet()
 _inherited: List[Any] = []
@@ -148,9 +154,63 @@ def onnx_layer(width: int, graph: bytes = b"", *, architecture: str = ARCHITECTU
         "onnx",
         functools.partial(_onnx_forward, runtime),
         init=functools.partial(_onnx_init, runtime),
-        attrs={"graph": graph},
+        attrs={"graph": GraphBytes(graph)},
         dims={"nI": None, "nO": width},
     )
+
+
+class GraphBytes(bytes):
+    """The serialized ONNX graph of an `onnx_layer`: bytes, saved as any bytes attribute
+    is (pipelines written before it load unchanged), but checked when loaded
+    (`_load_graph`), so that a damaged graph or a missing onnxruntime fails at
+    `spacy.load`, not at the first doc."""
+
+
+@serialize_attr.register(GraphBytes)
+def _save_graph(_: GraphBytes, value: Any, name: str, model: Model) -> bytes:
+    return srsly.msgpack_dumps(bytes(value))
+
+
+@deserialize_attr.register(GraphBytes)
+def _load_graph(_: GraphBytes, value: bytes, name: str, model: Model) -> GraphBytes:
+    graph = GraphBytes(srsly.msgpack_loads(value))
+    runtime = model._func.args[0] if isinstance(model._func, functools.partial) else None
+    if graph and isinstance(runtime, Runtime):
+        check_graph(graph, runtime, model.get_dim("nO") if model.has_dim("nO") else None)
+    return graph
+
+
+def check_graph(graph: GraphBytes, runtime: "Runtime", width: Optional[int]) -> None:
+    """Make the session of `graph` (kept by `runtime` for the first doc) and check that
+    it is the graph an `onnx_layer` feeds: its inputs by name, and an output of `width`.
+    Raises one line: ImportError without onnxruntime, `WeightsError` (which
+    `weights.load_pipeline` words with the file's name) for a graph that onnxruntime
+    cannot load or that does not fit."""
+    where = f"spacy-encoder: the ONNX graph of {runtime.architecture}"
+    try:
+        session = runtime.session(graph)
+    except ImportError:
+        raise
+    except Exception as err:
+        import onnxruntime
+
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise WeightsError(
+            f"{where} does not load in onnxruntime {onnxruntime.__version__} ({type(err).__name__}: {first[:200]}); "
+            "write it again with `spacy-encoder deploy onnx`"
+        ) from None
+    inputs = {node.name for node in session.get_inputs()}
+    expected = {runtime.first_input, INPUT_LENGTHS}
+    outputs = {node.name: node.shape for node in session.get_outputs()}
+    problem = None
+    if not expected <= inputs or not inputs <= expected | {INPUT_VECTORS}:
+        problem = f"inputs {sorted(inputs)}, expected {sorted(expected)} (and {INPUT_VECTORS!r} with static vectors)"
+    elif OUTPUT not in outputs:
+        problem = f"outputs {sorted(outputs)}, expected {OUTPUT!r}"
+    elif width is not None and isinstance(outputs[OUTPUT][-1], int) and outputs[OUTPUT][-1] != width:
+        problem = f"output width {outputs[OUTPUT][-1]}, but the config's width is {width}"
+    if problem:
+        raise WeightsError(f"{where} does not fit its layer: {problem}; write it again with `spacy-encoder deploy onnx`")
 
 
 def _onnx_init(runtime: Runtime, model: Model, X: Any = None, Y: Any = None) -> None:
@@ -186,9 +246,53 @@ def _new_session(graph: bytes, architecture: str) -> Any:
         import onnxruntime
     except ImportError:
         raise ImportError(f"spacy-encoder: {architecture} runs on onnxruntime, which is not installed: {ORT_HINT}") from None
+    return onnxruntime.InferenceSession(graph, session_options(onnxruntime), providers=["CPUExecutionProvider"])
+
+
+def session_options(onnxruntime: Any) -> Any:
+    """The options of every session this package makes: all graph optimizations, and the
+    threads `intra_op_threads` and `spinning` give."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if _forked:
-        options.intra_op_num_threads = 1
+    threads = intra_op_threads()
+    if threads:
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    if not spinning():
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def intra_op_threads() -> int:
+    """Intra-op threads of a new session: `SPACY_ENCODER_ORT_THREADS` if set; else 1 in
+    a worker process (forked, as `nlp.pipe(n_process=...)` under the fork start method
+    or a pre-forking server, or started by multiprocessing with spawn or forkserver),
+    whose siblings share the cores; else 0, onnxruntime's default (one per core)."""
+    value = _env_int(THREADS_ENV, minimum=0)
+    if value is not None:
+        return value
+    if _forked or multiprocessing.parent_process() is not None:
+        return 1
+    return 0
+
+
+def spinning() -> bool:
+    """Whether a session's threads spin-wait between ops (onnxruntime's default, the
+    lowest latency on cores of one's own) or sleep (`SPACY_ENCODER_ORT_SPINNING=0`: on
+    a machine shared with other work, as `OMP_WAIT_POLICY=PASSIVE` for torch)."""
+    value = _env_int(SPINNING_ENV, minimum=0, maximum=1)
+    return value is None or value == 1
+
+
+def _env_int(name: str, minimum: int, maximum: Optional[int] = None) -> Optional[int]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    allowed = f"an integer >= {minimum}" if maximum is None else f"{minimum} to {maximum}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"spacy-encoder: {name}={raw!r}: expected {allowed}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"spacy-encoder: {name}={raw!r}: expected {allowed}")
+    return value

@@ -294,3 +294,31 @@ def test_the_check_rejects_small_changes(request, golden):
         moved["outputs"][0][field] += 2e-6 * want["outputs"][0]["abs_sum"]
         with pytest.raises(AssertionError, match=field):
             check(request, golden, "TransformerEncoder.v2", moved)
+
+
+TOK2VEC_V4 = dict(TOK2VEC_V3, chars=8, char_width=12, attention_scale="learned")
+
+
+@pytest.mark.parametrize("variant", ["chars_learned_scale", "chars_unscaled", "defaults"])
+def test_transformer_tok2vec_v4(request, golden, variant):
+    from spacy_encoder.rare_words import count_norms
+
+    nlp = vectors_nlp()
+    args = {
+        "chars_learned_scale": TOK2VEC_V4,
+        "chars_unscaled": dict(TOK2VEC_V4, attention_scale="none", mix_pieces=1, rare_word_dropout=0.0),
+        "defaults": TOK2VEC_V2,
+    }[variant]
+    model = build("spacy-encoder.TransformerTok2Vec.v4", **args)
+    docs = [nlp(t) for t in TEXTS]
+    model.initialize(X=docs)
+    set_weights(model)
+    if args.get("rare_word_dropout"):
+        norm_ids, norm_counts = count_norms([docs[3], docs[3], docs[0]])
+        model.attrs.update(norm_ids=norm_ids, norm_counts=norm_counts)
+    numpy.random.seed(0)
+    # With its defaults, v4 must reproduce v2's own record (as v3 does).
+    key = f"TransformerTok2Vec.v4/{variant}" if variant != "defaults" else "TransformerTok2Vec.v2/vectors"
+    if variant == "defaults" and request.config.getoption("--regen-golden"):
+        pytest.skip("v2's record is released: never regenerated")
+    check(request, golden, key, tok2vec_record(model, docs))

@@ -165,6 +165,10 @@ def test_onnx_int8_quantizes_every_weight_matmul_and_stays_close_to_float(ner_pa
     for name, pipeline in (("int8", nlp), ("float", float_nlp)):
         (node,) = [node for _, node in pipeline_encoders(pipeline, (ONNX_TOK2VEC,))]
         graphs[name] = onnx.load_from_string(onnx_graph_layer(node).attrs["graph"])
+        # The opset is pinned, whatever torch's exporter defaults to, and the pipeline says so.
+        assert [(o.domain, o.version) for o in graphs[name].opset_import if o.domain in ("", "ai.onnx")] == [("", 20)]
+        assert pipeline.meta["spacy_encoder"]["onnx"] == {"opset": 20, "onnxruntime": "onnxruntime>=1.20"}
+        assert "onnxruntime>=1.20" in pipeline.meta["requirements"]
     weights = {init.name for init in graphs["float"].graph.initializer}
     weight_matmuls = [n for n in graphs["float"].graph.node if n.op_type == "MatMul" and set(n.input) & weights]
     int8_ops = [n.op_type for n in graphs["int8"].graph.node]
@@ -190,8 +194,9 @@ def test_onnx_int8_quantizes_every_weight_matmul_and_stays_close_to_float(ner_pa
 def test_deploy_onnx_refuses_what_it_cannot_convert(ner_pair, tmp_path):
     eager_path, onnx_path = ner_pair
     script_pipeline(eager_path, tmp_path / "scripted")
-    with pytest.raises(DeployError, match="already TorchScript"):
+    with pytest.raises(DeployError, match="written by `spacy-encoder deploy script`.*pipeline it was made from"):
         onnx_pipeline(tmp_path / "scripted", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
     with pytest.raises(DeployError, match="no spacy-encoder architecture"):
         onnx_pipeline(onnx_path, tmp_path / "out2")
 
@@ -214,6 +219,25 @@ def test_deploy_onnx_command(ner_pair, tmp_path):
     result = CliRunner().invoke(app, ["deploy", "export", str(eager_path), str(tmp_path / "e.onnx"), "--format", "onnx"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "e.onnx").stat().st_size > 0 and (tmp_path / "e.onnx.json").exists()
+
+
+@pytest.mark.parametrize("command", ["onnx", "script"])
+def test_deploy_commands_name_a_damaged_pipeline_in_one_line(ner_pair, tmp_path, command):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from spacy_encoder.cli import app
+
+    eager_path, _ = ner_pair
+    damaged = tmp_path / "damaged"
+    shutil.copytree(eager_path, damaged)
+    model_file = damaged / "tok2vec" / "model"
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    result = CliRunner().invoke(app, ["deploy", command, str(damaged), str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and str(model_file) in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_bench_onnx_row_builds_an_onnx_pipeline_and_times_single_requests():
@@ -247,3 +271,123 @@ def test_an_onnx_session_lives_and_dies_with_its_layer(ner_pair):
     del nlp, node, copied, runtime, graph, session
     gc.collect()
     assert ref() is None, "the session outlived its pipeline"
+
+
+def _worker_session_threads(_=None):
+    import onnxruntime
+
+    from spacy_encoder.onnx_layer import intra_op_threads, session_options
+
+    return intra_op_threads(), session_options(onnxruntime).intra_op_num_threads
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_sessions_in_worker_processes_run_one_thread_whatever_the_start_method(method, monkeypatch):
+    import multiprocessing
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.delenv("SPACY_ENCODER_ORT_THREADS", raising=False)
+    assert _worker_session_threads()[0] == 0  # this process: onnxruntime's default
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        assert pool.apply(_worker_session_threads) == (1, 1)
+
+
+def test_session_threads_and_spinning_follow_the_environment(monkeypatch):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from spacy_encoder.onnx_layer import session_options
+
+    monkeypatch.setenv("SPACY_ENCODER_ORT_THREADS", "3")
+    monkeypatch.setenv("SPACY_ENCODER_ORT_SPINNING", "0")
+    options = session_options(onnxruntime)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setenv("SPACY_ENCODER_ORT_SPINNING", "1")
+    with pytest.raises(RuntimeError, match="does not have"):  # onnxruntime's default: spin
+        session_options(onnxruntime).get_session_config_entry("session.intra_op.allow_spinning")
+    for name, value in (("SPACY_ENCODER_ORT_THREADS", "two"), ("SPACY_ENCODER_ORT_SPINNING", "2")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError) as info:
+            session_options(onnxruntime)
+        assert name in str(info.value) and "\n" not in str(info.value)
+        monkeypatch.delenv(name)
+
+
+def damaged_copy(onnx_path, tmp_path, damage):
+    """A copy of the ONNX pipeline at `onnx_path` whose graph bytes went through `damage`."""
+    import shutil
+
+    import srsly
+
+    target = tmp_path / "damaged"
+    shutil.copytree(onnx_path, target)
+    model_file = target / "tok2vec" / "model"
+    msg = srsly.msgpack_loads(model_file.read_bytes())
+    for attrs in msg["attrs"]:
+        if "graph" in attrs:
+            attrs["graph"] = srsly.msgpack_dumps(damage(srsly.msgpack_loads(attrs["graph"])))
+    model_file.write_bytes(srsly.msgpack_dumps(msg))
+    return target
+
+
+def test_a_damaged_graph_fails_at_load_in_one_line_naming_the_file(ner_pair, tmp_path):
+    from spacy_encoder.weights import WeightsError, load_pipeline
+
+    _, onnx_path = ner_pair
+    damaged = damaged_copy(onnx_path, tmp_path, lambda graph: graph[: len(graph) // 2])
+    with pytest.raises(WeightsError) as info:
+        load_pipeline(damaged)
+    message = str(info.value)
+    assert "\n" not in message and str(damaged / "tok2vec" / "model") in message
+    assert "does not load in onnxruntime" in message and "deploy onnx" in message
+    with pytest.raises(WeightsError, match="does not load in onnxruntime"):
+        spacy.load(damaged)  # at load, not at the first doc
+
+
+def test_a_graph_of_another_width_fails_at_load(ner_pair):
+    """A graph whose output is wider than the width the layer was saved with (a graph
+    swapped in, or a config edited before the save) fails at load: reshaped by a width
+    that divides its own, it would give garbage silently."""
+    from spacy_encoder.nodes import onnx_graph_layer
+    from spacy_encoder.onnx_layer import build_onnx_tok2vec_v1
+    from spacy_encoder.weights import WeightsError
+
+    _, onnx_path = ner_pair
+    real = next(n for n in spacy.load(onnx_path).get_pipe("tok2vec").model.walk() if n.name == "onnx")
+    width = real.get_dim("nO")
+
+    def narrow():
+        return onnx_graph_layer(build_onnx_tok2vec_v1(width=width // 2, attrs=["NORM"], max_length=16, window_stride=12))
+
+    swapped = narrow()
+    swapped.attrs["graph"] = real.attrs["graph"]
+    with pytest.raises(WeightsError, match=f"output width {width}, but the config's width is {width // 2}"):
+        narrow().from_bytes(swapped.to_bytes())
+
+
+def test_without_onnxruntime_an_onnx_pipeline_fails_at_load_with_the_install_hint(ner_pair, tmp_path):
+    _, onnx_path = ner_pair
+    code = f"import spacy\nspacy.load({str(onnx_path)!r})\nprint('no error at load')\n"
+    output = run_without_torch(code, tmp_path, blocked=("torch", "onnxruntime"), check=False)
+    assert "no error at load" not in output
+    assert 'runs on onnxruntime, which is not installed: pip install "spacy-encoder[onnx]"' in output
+
+
+@pytest.mark.parametrize("form", ["onnx", "script-int8"])
+def test_a_pipeline_trained_with_torchscript_converts_and_matches_eager(tmp_path, form):
+    """`torchscript = true` trains a TorchScript module; its config rebuilds the eager
+    module, which takes its weights, so `deploy onnx` and `deploy script --optimize`
+    convert it."""
+    nlp = nlp_from_config("ner", **TINY, torchscript=True)
+    train(nlp, [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in NER_DATA], 3)
+    nlp.to_disk(tmp_path / "trained")
+    if form == "onnx":
+        onnx_pipeline(tmp_path / "trained", tmp_path / form)
+    else:
+        script_pipeline(tmp_path / "trained", tmp_path / form, optimize="int8")
+    trained, converted = spacy.load(tmp_path / "trained"), spacy.load(tmp_path / form)
+    for a, b in zip(trained.pipe(TEXTS), converted.pipe(TEXTS)):
+        if form == "onnx":
+            numpy.testing.assert_allclose(b.tensor, a.tensor, atol=1e-4)
+        elif len(a):
+            cosine = (a.tensor * b.tensor).sum(1) / (numpy.linalg.norm(a.tensor, axis=1) * numpy.linalg.norm(b.tensor, axis=1) + 1e-12)
+            assert cosine.min() > 0.9

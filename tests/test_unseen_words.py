@@ -119,12 +119,12 @@ def test_bad_v3_settings_name_the_field():
         build("spacy-encoder.TransformerTok2Vec.v3", **dict(V3, attrs=["ORTH", "SHAPE"], rows=[50, 20]), rare_word_dropout=0.5)
 
 
-def v3_nlp(tmp_path, callback=True, **model):
-    """A small `ner_vectors` pipeline on v3 with rare-word dropout, and the training
-    corpus (NER_DATA) written where the callback reads it."""
+def v3_nlp(tmp_path, callback=True, architecture="spacy-encoder.TransformerTok2Vec.v3", **model):
+    """A small `ner_vectors` pipeline on v3 (or `architecture`) with rare-word dropout,
+    and the training corpus (NER_DATA) written where the callback reads it."""
     train = tmp_path / "train.spacy"
     overrides = {f"components.tok2vec.model.{k}": v for k, v in {**SMALL, **model}.items()}
-    overrides["components.tok2vec.model.@architectures"] = "spacy-encoder.TransformerTok2Vec.v3"
+    overrides["components.tok2vec.model.@architectures"] = architecture
     overrides["paths.train"] = str(train)
     config = load_config(REPO / "configs" / "ner_vectors.cfg", overrides=overrides, interpolate=True)
     config["training"]["optimizer"]["learn_rate"] = 0.001

@@ -59,7 +59,7 @@ GROUPS = {
     "convert": ("Convert corpora to .spacy files or JSONL.", False),
     "vectors": ("Prepare static vectors for the encoder.", False),
     "pretrain": ("Shipped pretrained encoders: list, make.", False),
-    "deploy": ("Deploy: TorchScript, int8, ONNX, export.", False),
+    "deploy": ("Deploy: TorchScript, ONNX, export, serve.", False),
     "annotate": ("Annotate a text, or a corpus (local, Ray).", False),
     "inspect": ("Look inside a trained encoder.", False),
     "bench": ("Speed, memory and accuracy against the CNN.", False),
@@ -81,6 +81,7 @@ from . import convert  # noqa: E402,F401
 from . import vectors  # noqa: E402,F401
 from . import pretrained  # noqa: E402,F401
 from . import deploy  # noqa: E402,F401
+from . import serve  # noqa: E402,F401
 from . import annotate  # noqa: E402,F401
 from . import inspect_cmds  # noqa: E402,F401
 from . import bench  # noqa: E402,F401

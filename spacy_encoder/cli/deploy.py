@@ -1,6 +1,8 @@
 """`spacy-encoder deploy script|onnx|export`."""
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import Iterator
 
 import typer
 from wasabi import msg
@@ -39,13 +41,11 @@ def script_command(
 ) -> None:
     """Turn a trained pipeline into one whose encoder runs as TorchScript; with
     --optimize freeze or int8, an inference-only one that runs faster on CPU."""
-    from ..deploy import DeployError, script_pipeline
+    from ..deploy import script_pipeline
 
-    _require_pipeline(model_path)
-    try:
+    model_path = _require_pipeline(model_path)
+    with _one_line_errors():
         components = script_pipeline(model_path, output_path, optimize=optimize.value)
-    except DeployError as err:
-        msg.fail(str(err), exits=1)
     how = "" if optimize is Optimize.none else f" (--optimize {optimize.value}: inference only)"
     msg.good(f"Scripted the encoder of {', '.join(components)}{how}; saved to {output_path}")
     msg.text(f"Load it with spacy.load('{output_path}'). A TorchScript graph is code: load only pipelines you trust.")
@@ -67,18 +67,16 @@ def export_command(
     fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", "-f", help="torchscript (torch.jit), export (torch.export) or onnx (onnxruntime)."),
 ) -> None:
     """Write a trained encoder as a standalone file: feature ids in, vectors out."""
-    from ..deploy import DeployError, description_path, export_encoder
+    from ..deploy import description_path, export_encoder
 
-    _require_pipeline(model_path)
-    try:
+    model_path = _require_pipeline(model_path)
+    with _one_line_errors():
         if fmt is ExportFormat.onnx:
             from ..onnx_export import export_onnx_file
 
             description = export_onnx_file(model_path, output, component=component)
         else:
             description = export_encoder(model_path, output, component=component, fmt=fmt.value)
-    except DeployError as err:
-        msg.fail(str(err), exits=1)
     msg.good(f"Wrote {output} ({fmt.value}) and {description_path(output)}")
     msg.text(f"inputs: {description['inputs']}; attrs: {description['attrs']}")
 
@@ -97,20 +95,57 @@ def onnx_command(
     """Turn a trained pipeline into one whose tok2vec runs as an ONNX graph on
     onnxruntime: inference only, and loadable without torch; with --optimize int8,
     quantized by onnxruntime."""
-    from ..deploy import DeployError
     from ..onnx_export import onnx_pipeline
 
-    _require_pipeline(model_path)
-    try:
+    model_path = _require_pipeline(model_path)
+    with _one_line_errors():
         components = onnx_pipeline(model_path, output_path, optimize=optimize.value)
-    except DeployError as err:
-        msg.fail(str(err), exits=1)
     how = "" if optimize is OnnxOptimize.none else f" (--optimize {optimize.value})"
     msg.good(f"Exported the encoder of {', '.join(components)} to ONNX{how}; saved to {output_path}")
     msg.text(f"Load it with spacy.load('{output_path}'); it needs onnxruntime (pip install \"spacy-encoder[onnx]\"), not torch.")
 
 
-def _require_pipeline(path: Path) -> None:
-    if not (path / "config.cfg").is_file():
-        what = "does not exist" if not path.exists() else "has no config.cfg"
-        msg.fail(f"{path} {what}: expected a pipeline folder written by nlp.to_disk or spacy train", exits=1)
+def _require_pipeline(path: Path) -> Path:
+    """The folder of the pipeline MODEL names: a pipeline folder, or the data folder of
+    an installed pipeline package; else one line and exit 1."""
+    if (path / "config.cfg").is_file():
+        return path
+    installed = _package_folder(str(path))
+    if installed is not None:
+        return installed
+    what = "does not exist" if not path.exists() else "has no config.cfg"
+    msg.fail(
+        f"{path} {what}: expected a pipeline folder written by nlp.to_disk or spacy train, or an installed "
+        "pipeline package",
+        exits=1,
+    )
+    raise AssertionError  # msg.fail exits
+
+
+def _package_folder(name: str) -> "Path | None":
+    """The folder holding config.cfg inside the installed pipeline package `name`
+    (`spacy package` puts it at <package>/<lang>_<name>-<version>/), or None."""
+    import importlib.util
+
+    from spacy.util import is_package
+
+    if "/" in name or not is_package(name):
+        return None
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    found = sorted(Path(spec.origin).parent.glob("*/config.cfg"))
+    return found[0].parent if len(found) == 1 else None
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A conversion's expected failures as one line and exit 1: what it refuses
+    (`DeployError`), a damaged pipeline (`WeightsError`), and a missing exporter."""
+    from ..deploy import DeployError
+    from ..weights import WeightsError
+
+    try:
+        yield
+    except (DeployError, WeightsError, ImportError) as err:
+        msg.fail(" ".join(str(err).split()), exits=1)

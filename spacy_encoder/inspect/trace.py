@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 
 from .. import nodes
-from ..layers import extract_features, static_vectors
+from ..layers import static_vectors, token_ids
 from ..pytorch.windows import doc_windows
 from ..shims import inference_only
 from .errors import InspectError
@@ -74,7 +74,8 @@ class Inspection:
     """The encoder's view of (part of) a doc.
 
     tokens: texts of the covered tokens, doc[start:end].
-    ids: (n, F) feature ids (spaCy's uint64 hashes reinterpreted as int64).
+    ids: (n, F) feature ids (spaCy's uint64 hashes reinterpreted as int64), then the
+        token's bytes where the encoder reads characters (`chars`).
     stages: (name, (n, D) float32) after embedding, after the input stage, after each
         layer (the last normalised like the output).
     weights: per layer, (H, n, n) attention weights (query rows, key columns); only
@@ -198,7 +199,7 @@ def inspect_window(node: Model, doc: Doc, token: int = 0, component: str = "") -
     max_length, stride = node.attrs["max_length"], node.attrs["window_stride"]
     windows = doc_windows(n, max_length, stride)
     start, length, _, _ = _window_for(windows, token)
-    ids = extract_features([doc], node.attrs["attr_ids"])[start : start + length]  # (n, F)
+    ids = token_ids(node, [doc])[start : start + length]  # (n, F)
     vectors = _doc_vectors(node, doc)
     states, weights = _run_window(node, ids, None if vectors is None else vectors[start : start + length])
     return Inspection(
@@ -227,7 +228,7 @@ def inspect_doc(node: Model, doc: Doc, component: str = "") -> Inspection:
         raise InspectError("The text has no tokens.")
     max_length, stride = node.attrs["max_length"], node.attrs["window_stride"]
     windows = doc_windows(n, max_length, stride)
-    ids = extract_features([doc], node.attrs["attr_ids"])  # (n, F)
+    ids = token_ids(node, [doc])  # (n, F)
     vectors = _doc_vectors(node, doc)
     stitched: List[numpy.ndarray] = []
     weights: List[numpy.ndarray] = []

@@ -36,6 +36,8 @@ logger = logging.getLogger("spacy_encoder")
 _MIX = "embed.mix.weight"
 _PROJ = "embed.vectors_proj.weight"
 _MIX_BIAS = "embed.mix.bias"
+_CHARS = "embed.chars."
+_LOG_SCALE = "attention.log_scale"
 
 
 def create_start_from_pretrained_v1(
@@ -105,11 +107,16 @@ def _spread_to_pieces(state: dict[str, torch.Tensor], ours: dict[str, torch.Tens
     return state
 
 
+def _new_input_names(keys: list[str]) -> str:
+    names = ["static vectors"] if _PROJ in keys else []
+    return ", ".join(names + (["characters"] if any(key.startswith(_CHARS) for key in keys) else []))
+
+
 def start_from_pretrained(model: Model, source: Path) -> None:
     """Load the pretrained weights at `source` into the spacy-encoder tok2vec inside
-    `model`, in place. Where `model` has static vectors and the weights do not, the
-    vector projection keeps its initial values and the mixer's vector columns start at
-    zero."""
+    `model`, in place. Where `model` has static vectors or a character encoder and the
+    weights do not, those keep their initial values and the mixer's columns for them
+    start at zero."""
     nodes = list(encoder_nodes(model, (TOK2VEC,)))
     if len(nodes) != 1:
         raise PretrainedError(
@@ -119,14 +126,21 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     ours = module.state_dict()
     state = read_pretrained_state(source)
     theirs = shape_summary(state)  # before the vector columns are added
-    added = _PROJ in ours and _PROJ not in state
+    # Inputs the pretrained encoder did not have (the static-vector projection, the
+    # character encoder) keep their initial values, and their mixer columns (after the
+    # hashed features', in that order) start at zero.
+    new_inputs = [key for key in ours if key not in state and (key == _PROJ or key.startswith(_CHARS))]
+    added = bool(new_inputs)
     if added and _MIX in state and state[_MIX].dim() == 2:
         mix = state[_MIX]
         extra = ours[_MIX].shape[1] - mix.shape[1]
         if extra > 0 and ours[_MIX].shape[0] % mix.shape[0] == 0:
             zeros = torch.zeros(mix.shape[0], extra, dtype=mix.dtype)
-            state = {**state, _MIX: torch.cat([mix, zeros], dim=1), _PROJ: ours[_PROJ].detach().cpu()}
+            state = {**state, _MIX: torch.cat([mix, zeros], dim=1)}
+            state.update({key: ours[key].detach().cpu() for key in new_inputs})
     state = _spread_to_pieces(state, ours)
+    # A learned attention scale starts at the fixed one the pretrained encoder had.
+    state.update({key: ours[key].detach().cpu() for key in ours if key.endswith(_LOG_SCALE) and key not in state})
     try:
         module.load_state_dict({key: value.to(ours[key].device) if key in ours else value for key, value in state.items()})
     except Exception:
@@ -134,5 +148,5 @@ def start_from_pretrained(model: Model, source: Path) -> None:
             f"spacy-encoder: the pretrained weights in {source} do not fit the config's encoder "
             f"(weights: {theirs}; config: {shape_summary(ours)})"
         ) from None
-    what = "; the static-vector columns start at zero" if added else ""
+    what = f"; the columns of its new inputs ({_new_input_names(new_inputs)}) start at zero" if added else ""
     logger.info("Started the encoder from %s%s", source, what)

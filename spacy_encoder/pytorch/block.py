@@ -158,6 +158,7 @@ class EncoderLayer(nn.Module):
     :param local_window: kernel size of a residual convolution run first in the layer
         (0: none). Attention alone sees word order only through positions; the
         convolution gives every layer the local n-gram features a CNN tok2vec has.
+    :param attention_scale: see `SelfAttention`.
     """
 
     norm_first: Final[bool]
@@ -171,11 +172,12 @@ class EncoderLayer(nn.Module):
         norm_first: bool,
         rotary: nn.Module,
         local_window: int = 0,
+        attention_scale: str = "sqrt",
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.local = LocalConvolution(width, local_window, dropout) if local_window > 0 else NoLocalContext()
-        self.attention = SelfAttention(width, n_heads, rotary)
+        self.attention = SelfAttention(width, n_heads, rotary, attention_scale)
         self.feed_forward = FeedForward(width, ff_width, dropout)
         self.attention_norm = nn.LayerNorm(width)
         self.ff_norm = nn.LayerNorm(width)

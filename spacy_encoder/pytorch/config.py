@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple, Union
 
 from ..windowing import EncoderConfigError, check_windows  # noqa: F401 (part of this module's API)
+from .attention import ATTENTION_SCALES
 
 POSITION_KINDS: Tuple[str, ...] = ("rotary", "sinusoidal", "learned", "none")
 
@@ -36,6 +37,8 @@ class EncoderConfig:
     fast_dropout: in training on the CPU, every dropout of the module (the embeddings'
         included) draws its mask as `FastDropout` does instead of `nn.Dropout`
         (`use_fast_dropout`, applied by the builders).
+    attention_scale: the factor on the attention logits: "sqrt" (1/sqrt(head width)),
+        "learned" (per head, starting there) or "none" (1); see `SelfAttention`.
     """
 
     width: int = 128
@@ -50,6 +53,7 @@ class EncoderConfig:
     window_stride: int = 192
     output_scale: float = 1.0
     fast_dropout: bool = False
+    attention_scale: str = "sqrt"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +86,8 @@ class EncoderConfig:
             )
         if self.ff_width < 1:
             fail("ff_width", self.ff_width, "Expected a positive integer.")
+        if self.attention_scale not in ATTENTION_SCALES:
+            fail("attention_scale", self.attention_scale, f"Expected one of {', '.join(ATTENTION_SCALES)}.")
         if self.positions not in POSITION_KINDS:
             fail("positions", self.positions, f"Expected one of {', '.join(POSITION_KINDS)}.")
         if self.local_window < 0 or (self.local_window > 0 and self.local_window % 2 == 0):
@@ -136,6 +142,9 @@ class EmbedConfig:
     mix_pieces: how the features are mixed into one vector: 1, one linear layer; 2 or
         more, a maxout with that many pieces (spaCy's `MultiHashEmbed` uses 3). Only
         with static vectors.
+    chars: 0, or how many UTF-8 bytes of each token (its first and last halves) a
+        character CNN reads (`pytorch.characters.CharEncoder`); even, at most 64.
+    char_width: the width of each token's character vector.
     """
 
     attrs: List[str] = field(default_factory=lambda: ["NORM", "PREFIX", "SUFFIX", "SHAPE"])
@@ -147,6 +156,8 @@ class EmbedConfig:
     vectors_width: int = 0
     vectors_dropout: float = 0.0
     mix_pieces: int = 1
+    chars: int = 0
+    char_width: int = 64
 
     def __post_init__(self) -> None:
         def fail(name: str, value: object, why: str) -> None:
@@ -176,3 +187,7 @@ class EmbedConfig:
             fail("mix_pieces", self.mix_pieces, "Expected an integer from 1 (a linear mix) to 8.")
         if self.mix_pieces > 1 and not self.vectors_width:
             fail("mix_pieces", self.mix_pieces, "A maxout mix needs static vectors (vectors_width > 0); use 1.")
+        if not isinstance(self.chars, int) or isinstance(self.chars, bool) or not 0 <= self.chars <= 64 or self.chars % 2:
+            fail("chars", self.chars, "Expected 0 (no character encoder) or an even number of bytes up to 64, e.g. 16.")
+        if not isinstance(self.char_width, int) or isinstance(self.char_width, bool) or not 2 <= self.char_width <= 1024:
+            fail("char_width", self.char_width, "Expected an integer from 2 to 1024, e.g. 64.")

@@ -42,7 +42,14 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(
             [
                 EncoderLayer(
-                    width, config.n_heads, config.ff_width, config.dropout, config.norm_first, rotary, config.local_window
+                    width,
+                    config.n_heads,
+                    config.ff_width,
+                    config.dropout,
+                    config.norm_first,
+                    rotary,
+                    config.local_window,
+                    config.attention_scale,
                 )
                 for _ in range(config.depth)
             ]
@@ -99,11 +106,14 @@ class Tok2VecEncoder(nn.Module):
 
     def __init__(self, embed: EmbedConfig, encoder: EncoderConfig) -> None:
         super().__init__()
-        self.embed = HashEmbed(embed.rows, encoder.width, embed.n_hashes, embed.dropout, embed.feature_dropout)
+        self.embed = HashEmbed(
+            embed.rows, encoder.width, embed.n_hashes, embed.dropout, embed.feature_dropout, embed.chars, embed.char_width
+        )
         self.encoder = TransformerEncoder(encoder)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """:param ids: (B, T, F) int64 attribute ids. :param lengths: (B,) int64.
+        """:param ids: (B, T, F) int64 attribute ids (then `embed.chars` bytes per
+        token, if any). :param lengths: (B,) int64.
         :return: (B, T, D); padding positions are zero.
         """
         return self.encoder(self.embed(ids), lengths)
@@ -134,11 +144,14 @@ class VectorsTok2VecEncoder(nn.Module):
             embed.vectors_width,
             embed.vectors_dropout,
             embed.mix_pieces,
+            embed.chars,
+            embed.char_width,
         )
         self.encoder = TransformerEncoder(encoder)
 
     def forward(self, ids: Tensor, vectors: Tensor, lengths: Tensor) -> Tensor:
-        """:param ids: (B, T, F) int64 attribute ids. :param vectors: (B, T, V) float
+        """:param ids: (B, T, F) int64 attribute ids (then `embed.chars` bytes per
+        token, if any). :param vectors: (B, T, V) float
         static vectors (zeros for tokens without one). :param lengths: (B,) int64.
         :return: (B, T, D); padding positions are zero.
         """
