@@ -1,6 +1,8 @@
 """Inference speed of trained pipelines side by side: words/s of `nlp.pipe` over
-documents of N sentences, and the median ms of single `nlp(text)` calls, the pipelines
-taking turns round by round in one process (drift of the machine hits all alike).
+documents of N texts of the corpus joined, and the median ms of single `nlp(text)`
+calls on its texts, the pipelines taking turns round by round in one process (drift of
+the machine hits all alike). The texts are the corpus's docs as stored: sentences, or
+whole documents where the conversion kept them (CoNLL-03's -DOCSTART- documents).
 
     python benchmarks/pipelines_ab.py corpus/conll2003/test.spacy \\
         today=training/rare50-s0-onnx-int8 chars=training/chars-s0-onnx-int8 cnn=training/cnn-s0/model-best
@@ -20,12 +22,12 @@ from typing import Dict, List
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("corpus", type=Path, help=".spacy file whose texts are annotated (its sentences, in order)")
+    parser.add_argument("corpus", type=Path, help=".spacy file whose texts are annotated (its docs, in order)")
     parser.add_argument("pipelines", nargs="+", help="NAME=PATH, the first the reference")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sentences-per-doc", type=int, default=10)
+    parser.add_argument("--texts-per-doc", type=int, default=10)
     parser.add_argument("--n-docs", type=int, default=300, help="docs per batch round (0 = all)")
-    parser.add_argument("--single", type=int, default=200, help="single requests per round (sentences)")
+    parser.add_argument("--single", type=int, default=200, help="single requests per round (texts)")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
@@ -41,11 +43,11 @@ def main() -> None:
         f"{cores()['logical']} cores; load average before: {os.getloadavg()}"
     )
     nlp0 = spacy.blank("en")
-    sentences = [doc.text for doc in DocBin().from_disk(args.corpus).get_docs(nlp0.vocab)]
-    step = args.sentences_per_doc
-    docs = [" ".join(sentences[i : i + step]) for i in range(0, len(sentences), step)]
+    texts = [doc.text for doc in DocBin().from_disk(args.corpus).get_docs(nlp0.vocab)]
+    step = args.texts_per_doc
+    docs = [" ".join(texts[i : i + step]) for i in range(0, len(texts), step)]
     docs = docs[: args.n_docs] if args.n_docs else docs
-    singles = sentences[: args.single]
+    singles = texts[: args.single]
     n_words = sum(len(nlp0.make_doc(text)) for text in docs)
     loaded = {name: spacy.load(path) for name, path in pipelines.items()}
     for nlp in loaded.values():  # warm up: sessions, first allocations
@@ -67,7 +69,7 @@ def main() -> None:
                 times.append((time.perf_counter() - start) * 1000)
             single_ms[name].append(median(times))
     reference = next(iter(loaded))
-    print(f"{len(docs)} docs of {step} sentences ({n_words} words), {len(singles)} single requests, {args.rounds} rounds")
+    print(f"{len(docs)} docs of {step} texts ({n_words} words), {len(singles)} single requests, {args.rounds} rounds")
     print("| pipeline | words/s, median (range) | x first | single request ms, median (range) | x first |")
     print("|---|---|---|---|---|")
     for name in loaded:

@@ -2,7 +2,7 @@
 
 Data path of `transformer_tok2vec` (N docs, n_i tokens each, F features, D width):
 
-    docs -> ids (sum n_i, F) uint64 -> [static vectors (sum n_i, V)]
+    docs -> ids (sum n_i, F) uint64 [+ bytes (sum n_i, chars)] -> [static vectors (sum n_i, V)]
          -> windows and buckets (`buckets.run_windows`) -> torch layer
          -> (sum n_i, D) -> N x (n_i, D)
 

@@ -6,7 +6,7 @@ The graph is the eager module on one padded bucket, with dynamic batch and lengt
 attention and local convolutions rewritten in forms ONNX Runtime runs faster
 (`pytorch.onnx_forms`: the same function, the same trained weights):
 
-    ids (B, T <= max_length, F) int64 [, vectors (B, T, V) float32], lengths (B,) int64
+    ids (B, T <= max_length, F [+ chars]) int64 [, vectors (B, T, V) float32], lengths (B,) int64
     (the encode slot's encoder: x (B, T, D) float32, lengths (B,) int64)
       -> output (B, T, D) float32, padding rows zero
 

@@ -97,6 +97,12 @@ class Runtime:
                 self._sessions[id(graph)] = found
             return found[1]
 
+    def forget(self) -> None:
+        """Drop the sessions made so far (a layer that loads a new graph): they would
+        otherwise live, with their memory arenas, until `KEEP` newer graphs evict them."""
+        with self._lock:
+            self._sessions = {}
+
     def __getstate__(self) -> Dict[str, Any]:
         return {"architecture": self.architecture, "first_input": self.first_input}
 
@@ -176,6 +182,7 @@ def _load_graph(_: GraphBytes, value: bytes, name: str, model: Model) -> GraphBy
     graph = GraphBytes(srsly.msgpack_loads(value))
     runtime = model._func.args[0] if isinstance(model._func, functools.partial) else None
     if graph and isinstance(runtime, Runtime):
+        runtime.forget()
         check_graph(graph, runtime, model.get_dim("nO") if model.has_dim("nO") else None)
     return graph
 

@@ -116,6 +116,7 @@ def test_encoder_slot_converts_to_onnx_and_runs_without_torch(trained, tmp_path)
         "import sys, numpy, spacy\n"
         f"doc = spacy.load({str(tmp_path / 'none')!r})({texts[0]!r})\n"
         f"numpy.testing.assert_allclose(doc.tensor, numpy.load({str(tmp_path / 'expected.npy')!r}), atol=1e-4)\n"
-        "print('torch' in sys.modules)\n"
+        "print('predicted without torch')\n"
     )
-    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "False"
+    # `import torch` raises in that process: loading or predicting through torch fails it.
+    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "predicted without torch"

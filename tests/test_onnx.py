@@ -95,9 +95,10 @@ def test_onnx_pipeline_loads_and_predicts_without_torch(ner_pair, tmp_path):
         f"nlp = spacy.load({str(onnx_path)!r})\n"
         "doc = nlp('EU rejects German call to boycott British lamb .')\n"
         f"numpy.testing.assert_allclose(doc.tensor, numpy.load({str(tmp_path / 'expected.npy')!r}), atol=1e-4)\n"
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+        "print('predicted without torch')\n"
     )
-    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "[]"
+    # `import torch` raises in that process: loading or predicting through torch fails it.
+    assert run_without_torch(code, tmp_path).strip().splitlines()[-1] == "predicted without torch"
 
 
 def test_onnx_pipeline_saves_and_loads_with_stable_bytes(ner_pair, tmp_path):
@@ -391,3 +392,48 @@ def test_a_pipeline_trained_with_torchscript_converts_and_matches_eager(tmp_path
         elif len(a):
             cosine = (a.tensor * b.tensor).sum(1) / (numpy.linalg.norm(a.tensor, axis=1) * numpy.linalg.norm(b.tensor, axis=1) + 1e-12)
             assert cosine.min() > 0.9
+
+
+def test_loading_a_graph_into_a_layer_that_ran_frees_its_old_session(ner_pair):
+    import gc
+    import weakref
+
+    _, onnx_path = ner_pair
+    nlp = spacy.load(onnx_path)
+    nlp("Berlin .")
+    layer = next(n for n in nlp.get_pipe("tok2vec").model.walk() if n.name == "onnx")
+    runtime = layer._func.args[0]
+    (old,) = [session for _, session in runtime._sessions.values()]
+    old_ref = weakref.ref(old)
+    del old
+    layer.from_bytes(layer.to_bytes())
+    gc.collect()
+    assert old_ref() is None  # not kept until evicted
+    assert len(runtime._sessions) == 1  # the new graph's, made at load
+    numpy.testing.assert_allclose(nlp("Berlin .").tensor, spacy.load(onnx_path)("Berlin .").tensor, atol=1e-6)
+
+
+def test_an_onnx_export_file_with_static_vectors_runs_as_eager(tmp_path):
+    import onnxruntime
+
+    from spacy_encoder.layers import extract_features, static_vectors
+    from spacy_encoder.nodes import TOK2VEC, pipeline_encoders, torch_module
+
+    eager_path, _ = build("v2-vectors", tmp_path)
+    description = export_onnx_file(eager_path, tmp_path / "encoder.onnx", component="tok2vec")
+    assert set(description["inputs"]) == {"ids", "vectors", "lengths"}
+    nlp = spacy.load(eager_path)
+    (_, node), = pipeline_encoders(nlp, (TOK2VEC,))
+    doc = nlp.make_doc(NER_DATA[1][0])  # within max_length: one window, as the file runs
+    ids = extract_features([doc], node.attrs["attr_ids"])[None]  # (1, n, F)
+    vectors = numpy.asarray(static_vectors(node, [doc]))[None]  # (1, n, V)
+    assert numpy.abs(vectors).sum() > 0  # some words have vectors
+    lengths = numpy.array([len(doc)], dtype="int64")
+    session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["output"], {"ids": ids, "vectors": vectors, "lengths": lengths})
+    import torch
+
+    with torch.no_grad():
+        module = torch_module(node).eval()
+        expected = module(torch.from_numpy(ids), torch.from_numpy(vectors), torch.from_numpy(lengths)).numpy()
+    numpy.testing.assert_allclose(got, expected, atol=1e-4)
