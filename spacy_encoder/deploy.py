@@ -25,6 +25,9 @@ from .pytorch import DocEncoder, VectorsDocEncoder, linear_convolutions
 from .shims import quiet_jit, torch_layer
 from .weights import load_pipeline
 
+# What ScriptedTok2Vec.v2 keeps of the TransformerTok2Vec.v2/.v3/.v4 section it replaces.
+_VECTORS_TOK2VEC_KEYS = ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"]
+
 SCRIPTED = {
     "spacy-encoder.TransformerTok2Vec.v1": (
         "spacy-encoder.ScriptedTok2Vec.v1",
@@ -32,19 +35,19 @@ SCRIPTED = {
     ),
     "spacy-encoder.TransformerTok2Vec.v2": (
         "spacy-encoder.ScriptedTok2Vec.v2",
-        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+        _VECTORS_TOK2VEC_KEYS,
     ),
     # v3's settings live in the graph (mix_pieces) or in the layer's saved attrs
     # (rare_word_dropout and the training counts), which the scripted layer keeps.
     "spacy-encoder.TransformerTok2Vec.v3": (
         "spacy-encoder.ScriptedTok2Vec.v2",
-        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+        _VECTORS_TOK2VEC_KEYS,
     ),
     # v4's character encoder is in the graph; how many bytes it reads (attr `chars`)
     # is in the layer's saved attrs, as v3's counts are.
     "spacy-encoder.TransformerTok2Vec.v4": (
         "spacy-encoder.ScriptedTok2Vec.v2",
-        ["width", "attrs", "vectors_width", "max_length", "window_stride", "mixed_precision", "grad_scaler_config"],
+        _VECTORS_TOK2VEC_KEYS,
     ),
     "spacy-encoder.TransformerEncoder.v1": (
         "spacy-encoder.ScriptedEncoder.v1",
