@@ -23,7 +23,8 @@ TEXTCAT_LABELS = ["POSITIVE", "NEGATIVE"]
 # "optimize": `spacy-encoder deploy script --optimize` modes (deploy.INFERENCE_MODES);
 # "onnx": `spacy-encoder deploy onnx --optimize` modes (onnx_export.ONNX_MODES);
 # "vectors": the pipeline is given the static vectors folder of the run (--vectors);
-# "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only).
+# "fast_dropout": the tok2vec's `fast_dropout = true` (training cost only);
+# "model": settings of the tok2vec's model over the config's (the cheaper encoders).
 PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours": {"task": "ner", "config": "ours"},
     "ner-ours-fast-dropout": {"task": "ner", "config": "ours", "fast_dropout": True},
@@ -39,6 +40,11 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours-vectors-int8": {"task": "ner", "config": "ours", "vectors": True, "optimize": "int8"},
     "ner-ours-vectors-onnx": {"task": "ner", "config": "ours", "vectors": True, "onnx": "none"},
     "ner-ours-vectors-onnx-int8": {"task": "ner", "config": "ours", "vectors": True, "onnx": "int8"},
+    # The frontier of cheaper encoders (docs/benchmarks.md): the best accuracy recipe's mixer
+    # at depths 4, 3 and 2.
+    "ner-ours-vectors-mix3": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3}},
+    "ner-ours-vectors-mix3-depth3": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3, "depth": 3}},
+    "ner-ours-vectors-mix3-depth2": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3, "depth": 2}},
     "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
     "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},
@@ -101,6 +107,7 @@ def build_pipeline(name: str, vectors: Optional[str] = None):
         config["paths"]["vectors"] = vectors if with_vectors else None
         if spec.get("fast_dropout"):
             config["components"]["tok2vec"]["model"]["fast_dropout"] = True
+        config["components"]["tok2vec"]["model"].update(spec.get("model", {}))
         config = config.interpolate()
     else:
         config = init_config(lang="en", pipeline=[task], optimize=spec["config"], gpu=False)

@@ -41,6 +41,7 @@ def test_every_registered_name_resolves(name):
     [
         ("spacy_callbacks", "callbacks", "spacy-encoder.StopCleanly.v1"),
         ("spacy_callbacks", "callbacks", "spacy-encoder.start_from_pretrained.v1"),
+        ("spacy_callbacks", "callbacks", "spacy-encoder.start_from_pretrained.v2"),
         ("spacy_loggers", "loggers", "spacy-encoder.ThroughputLogger.v1"),
         ("spacy_architectures", "architectures", "spacy-encoder.TextCatReduce.v1"),
         ("spacy_misc", "misc", "spacy-encoder.pretrained_tok2vec.v1"),

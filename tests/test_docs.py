@@ -197,7 +197,7 @@ def test_the_docs_show_every_registered_name_in_a_config_block():
     texts = "\n".join(text for _, _, text in INI_BLOCKS)
     for name in (
         "TransformerTok2Vec.v1", "TransformerTok2Vec.v2", "TransformerEncoder.v1", "TextCatReduce.v1",
-        "pretrained_tok2vec.v1", "start_from_pretrained.v1", "StopCleanly.v1", "ThroughputLogger.v1",
+        "pretrained_tok2vec.v1", "start_from_pretrained.v1", "start_from_pretrained.v2", "StopCleanly.v1", "ThroughputLogger.v1",
     ):
         assert f"spacy-encoder.{name}" in texts, name
 

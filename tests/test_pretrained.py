@@ -159,15 +159,18 @@ def test_pretrain_slices_resume_epoch_by_epoch(tmp_path):
 VECTORS_CONFIG = REPO / "configs" / "ner_vectors_pretrained.cfg"
 
 
-def vectors_start(after_init=True, **model):
+def vectors_start(after_init=True, start=None, **model):
     """A small `ner_vectors_pretrained` pipeline with a vector table for the test words,
-    initialized (with the shipped start, unless `after_init` is False)."""
+    initialized (with the shipped start, unless `after_init` is False; `start` replaces
+    the callback's settings)."""
     from .test_vectors import V, add_vectors
 
     overrides = {f"components.tok2vec.model.{k}": v for k, v in {**SMALL, "vectors_width": V, **model}.items()}
     config = load_config(VECTORS_CONFIG, overrides=overrides, interpolate=True)
     if not after_init:
         config["initialize"]["after_init"] = None
+    elif start is not None:
+        config["initialize"]["after_init"] = {"@callbacks": "spacy-encoder.start_from_pretrained.v2", "name": DEFAULT, **start}
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     words = sorted({t.text for text, _ in NER_DATA for t in nlp.make_doc(text)} - {"Paris"})
     add_vectors(nlp, words)
@@ -208,6 +211,59 @@ def test_a_pretrained_start_that_does_not_fit_names_both(shelf):
     message = str(info.value)
     assert "do not fit" in message and "weights: width 32" in message and "depth 2" in message and "depth 3" in message
     assert "\n" not in message
+
+
+def _layer_weights(module, number):
+    prefix = f"encoder.layers.{number}."
+    return {key[len(prefix):]: value for key, value in module.state_dict().items() if key.startswith(prefix)}
+
+
+def test_start_from_pretrained_v2_starts_a_shallower_encoder_from_the_layers_it_names(shelf):
+    """`layers` (`.v2`) loads the named pretrained layers, in order, into a shallower
+    encoder; everything outside the layers loads as in `.v1`."""
+    import torch
+
+    folder, tok2vec = shelf  # depth 2
+    ship(folder, DEFAULT, tok2vec.to_bytes())
+    theirs = tok2vec.layers[0].shims[0]._model
+    for picked in ([1], [0]):
+        nlp = vectors_start(start={"layers": picked}, depth=1)
+        ours = nlp.get_pipe("tok2vec").model.layers[0].shims[0]._model
+        assert len(ours.encoder.layers) == 1
+        expected = _layer_weights(theirs, picked[0])
+        assert all(torch.equal(value, expected[key]) for key, value in _layer_weights(ours, 0).items())
+        assert torch.equal(ours.encoder.final_norm.weight, theirs.encoder.final_norm.weight)
+        assert torch.equal(ours.embed.table.weight, theirs.embed.table.weight)
+    # Without layers, .v2 is .v1: the whole encoder, the depths must match.
+    doc = vectors_start(start={}).make_doc(TEXT)
+    same = vectors_start(start={"layers": None})
+    assert numpy.allclose(same.get_pipe("tok2vec").model.predict([doc])[0], tok2vec.predict([doc])[0], atol=1e-5)
+    reordered = vectors_start(start={"layers": [1, 0]})
+    assert not numpy.allclose(reordered.get_pipe("tok2vec").model.predict([doc])[0], tok2vec.predict([doc])[0], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "layers,depth,match",
+    [
+        ([2], 1, r"asks for a layer the pretrained encoder lacks \(it has 2: 0 to 1\)"),
+        ([0, 1], 1, "names 2 pretrained layers for a config of depth 1"),
+        ([0], 2, "names 1 pretrained layers for a config of depth 2"),
+    ],
+)
+def test_start_from_pretrained_v2_layers_that_do_not_fit_fail_in_one_line(shelf, layers, depth, match):
+    folder, tok2vec = shelf
+    ship(folder, DEFAULT, tok2vec.to_bytes())
+    with pytest.raises(PretrainedError, match=match) as info:
+        vectors_start(start={"layers": layers}, depth=depth)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("layers", [[], [0, 0], [-1]])
+def test_start_from_pretrained_v2_refuses_bad_layer_lists_when_the_config_is_read(layers):
+    from spacy_encoder.pretrained.start import create_start_from_pretrained_v2
+
+    with pytest.raises(PretrainedError, match=r"start_from_pretrained.v2: layers must be distinct pretrained layer numbers"):
+        create_start_from_pretrained_v2(name=DEFAULT, layers=layers)
 
 
 def test_start_from_pretrained_needs_exactly_one_source(tmp_path):

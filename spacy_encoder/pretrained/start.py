@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Sequence
 
 import srsly
 import torch
@@ -38,30 +38,52 @@ _PROJ = "embed.vectors_proj.weight"
 _MIX_BIAS = "embed.mix.bias"
 _CHARS = "embed.chars."
 _LOG_SCALE = "attention.log_scale"
+_LAYERS = "encoder.layers."
 
 
 def create_start_from_pretrained_v1(
     name: Optional[str] = None, path: Optional[str] = None, component: str = "tok2vec", layer: str = ""
 ) -> Callable[[Language], Language]:
+    """`spacy-encoder.start_from_pretrained.v1`: `.v2` with every pretrained layer."""
+    return _start_callback("spacy-encoder.start_from_pretrained.v1", name, path, component, layer, None)
+
+
+def create_start_from_pretrained_v2(
+    name: Optional[str] = None,
+    path: Optional[str] = None,
+    component: str = "tok2vec",
+    layer: str = "",
+    layers: Optional[List[int]] = None,
+) -> Callable[[Language], Language]:
     """`spacy-encoder.start_from_pretrained.v1`, an `[initialize] after_init` callback:
     load a shipped encoder (`name`, see `spacy-encoder pretrain list`) or a `spacy pretrain`
     output (`path`) into the encoder of `component` (and its `layer` ref, as in
     `[pretraining]`), with or without static vectors in the config. Exactly one of
-    `name` and `path` is given."""
+    `name` and `path` is given. `layers` (`.v2`) picks the pretrained layers, in order,
+    that the config's encoder starts from: `[0, 1]` starts a 2-layer encoder from the
+    bottom two of a 4-layer one; null takes them all (the depths must match)."""
+    return _start_callback("spacy-encoder.start_from_pretrained.v2", name, path, component, layer, layers)
+
+
+def _start_callback(
+    callback: str, name: Optional[str], path: Optional[str], component: str, layer: str, layers: Optional[List[int]]
+) -> Callable[[Language], Language]:
     if (name is None) == (path is None):
         raise PretrainedError(
-            "spacy-encoder.start_from_pretrained.v1: give exactly one of name (a shipped encoder) and path (a spacy pretrain .bin)"
+            f"{callback}: give exactly one of name (a shipped encoder) and path (a spacy pretrain .bin)"
         )
+    if layers is not None and (not layers or len(set(layers)) != len(layers) or min(layers) < 0):
+        raise PretrainedError(f"{callback}: layers must be distinct pretrained layer numbers from 0, got {list(layers)}")
 
     def after_init(nlp: Language) -> Language:
         source = weights_path(name) if name is not None else Path(str(path))
         if nlp.config.get("initialize", {}).get("init_tok2vec"):
             raise PretrainedError(
-                "spacy-encoder.start_from_pretrained.v1: [initialize] init_tok2vec is set too; "
+                f"{callback}: [initialize] init_tok2vec is set too; "
                 "set it to null, or the two would load weights into the same encoder"
             )
-        model = component_model(nlp, component, layer, "spacy-encoder.start_from_pretrained.v1", PretrainedError)
-        start_from_pretrained(model, source)
+        model = component_model(nlp, component, layer, callback, PretrainedError)
+        start_from_pretrained(model, source, layers=layers)
         return nlp
 
     return after_init
@@ -107,16 +129,31 @@ def _spread_to_pieces(state: dict[str, torch.Tensor], ours: dict[str, torch.Tens
     return state
 
 
+def _pick_layers(state: dict[str, torch.Tensor], layers: Sequence[int], depth: int) -> dict[str, torch.Tensor]:
+    """`state` with only the pretrained encoder layers in `layers`, renumbered from 0 in
+    that order, for a config whose encoder has `depth` layers."""
+    theirs = len({key[len(_LAYERS):].split(".")[0] for key in state if key.startswith(_LAYERS)})
+    if max(layers) >= theirs:
+        raise PretrainedError(f"spacy-encoder: layers {list(layers)} asks for a layer the pretrained encoder lacks (it has {theirs}: 0 to {theirs - 1})")
+    if len(layers) != depth:
+        raise PretrainedError(f"spacy-encoder: layers {list(layers)} names {len(layers)} pretrained layers for a config of depth {depth}")
+    picked = {key: value for key, value in state.items() if not key.startswith(_LAYERS)}
+    for ours, number in enumerate(layers):
+        prefix = f"{_LAYERS}{number}."
+        picked.update({f"{_LAYERS}{ours}.{key[len(prefix):]}": value for key, value in state.items() if key.startswith(prefix)})
+    return picked
+
+
 def _new_input_names(keys: list[str]) -> str:
     names = ["static vectors"] if _PROJ in keys else []
     return ", ".join(names + (["characters"] if any(key.startswith(_CHARS) for key in keys) else []))
 
 
-def start_from_pretrained(model: Model, source: Path) -> None:
+def start_from_pretrained(model: Model, source: Path, layers: Optional[Sequence[int]] = None) -> None:
     """Load the pretrained weights at `source` into the spacy-encoder tok2vec inside
     `model`, in place. Where `model` has static vectors or a character encoder and the
     weights do not, those keep their initial values and the mixer's columns for them
-    start at zero."""
+    start at zero. `layers`: the pretrained layers to start from, in order (all if None)."""
     nodes = list(encoder_nodes(model, (TOK2VEC,)))
     if len(nodes) != 1:
         raise PretrainedError(
@@ -126,6 +163,9 @@ def start_from_pretrained(model: Model, source: Path) -> None:
     ours = module.state_dict()
     state = read_pretrained_state(source)
     theirs = shape_summary(state)  # before the vector columns are added
+    if layers is not None:
+        depth = len({key[len(_LAYERS):].split(".")[0] for key in ours if key.startswith(_LAYERS)})
+        state = _pick_layers(state, layers, depth)
     # Inputs the pretrained encoder did not have (the static-vector projection, the
     # character encoder) keep their initial values, and their mixer columns (after the
     # hashed features', in that order) start at zero.
@@ -149,4 +189,5 @@ def start_from_pretrained(model: Model, source: Path) -> None:
             f"(weights: {theirs}; config: {shape_summary(ours)})"
         ) from None
     what = f"; the columns of its new inputs ({_new_input_names(new_inputs)}) start at zero" if added else ""
-    logger.info("Started the encoder from %s%s", source, what)
+    picked = f" (its layers {list(layers)})" if layers is not None else ""
+    logger.info("Started the encoder from %s%s%s", source, picked, what)
