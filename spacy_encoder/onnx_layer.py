@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import srsly
 from thinc.api import Model, deserialize_attr, serialize_attr
 
+from .threads import is_small
 from .layers import transformer_encoder, transformer_tok2vec
 from .nodes import ONNX_ENCODER, ONNX_TOK2VEC
 from .validation import check_attrs, config_errors
@@ -70,7 +71,13 @@ class Runtime:
     running it on a sentence. Keyed by the graph object, since `Model.copy` (spaCy's
     `replace_listeners`) shares the forward function between layers whose graphs may
     later differ; at most `KEEP` graphs. Sessions are safe to run from several threads.
-    Pickling drops the sessions; the unpickled layer makes its own."""
+    Pickling drops the sessions; the unpickled layer makes its own.
+
+    Small inputs (`threads.is_small`: one sentence, a single request) run on a second
+    session of the same graph with one intra-op thread, made on the first small input,
+    unless the main session runs one thread anyway: waking a thread pool for a handful
+    of small ops costs more than the work (`SPACY_ENCODER_SMALL_INPUT_TOKENS=0` turns
+    this off, as for the torch encoders)."""
 
     KEEP = 4
 
@@ -78,23 +85,27 @@ class Runtime:
         self.architecture = architecture
         self.first_input = first_input  # the graph's first input: ids (tok2vec) or x (encoder)
         self._lock = threading.Lock()
-        self._sessions: Dict[int, Tuple[bytes, Any]] = {}  # id(graph) -> (graph, session)
+        # (id(graph), one thread) -> (graph, session)
+        self._sessions: Dict[Tuple[int, bool], Tuple[bytes, Any]] = {}
         _runtimes.add(self)
 
-    def session(self, graph: bytes) -> Any:
-        found = self._sessions.get(id(graph))
+    def session(self, graph: bytes, small: bool = False) -> Any:
+        """The session of `graph`; with `small`, the one-thread session where the main
+        one would run more threads."""
+        one = small and intra_op_threads() != 1
+        found = self._sessions.get((id(graph), one))
         if found is not None and found[0] is graph:
             return found[1]
         if not graph:
             raise ValueError(f"spacy-encoder: {self.architecture} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
         with self._lock:
-            found = self._sessions.get(id(graph))
+            found = self._sessions.get((id(graph), one))
             if found is None or found[0] is not graph:
-                found = (graph, _new_session(graph, self.architecture))
-                self._sessions.pop(id(graph), None)
-                while len(self._sessions) >= self.KEEP:
+                found = (graph, _new_session(graph, self.architecture, threads=1 if one else None))
+                self._sessions.pop((id(graph), one), None)
+                while len(self._sessions) >= 2 * self.KEEP:
                     del self._sessions[next(iter(self._sessions))]
-                self._sessions[id(graph)] = found
+                self._sessions[(id(graph), one)] = found
             return found[1]
 
     def forget(self) -> None:
@@ -240,7 +251,8 @@ def _onnx_forward(runtime: Runtime, model: Model, inputs: Tuple[Any, ...], is_tr
     feeds = {runtime.first_input: ops.to_numpy(X), INPUT_LENGTHS: ops.to_numpy(lengths).astype("int64", copy=False)}
     if static:
         feeds[INPUT_VECTORS] = ops.to_numpy(static[0]).astype("float32", copy=False)
-    (Y,) = runtime.session(model.attrs["graph"]).run([OUTPUT], feeds)  # (B, T, D)
+    small = is_small(X.shape[0] * X.shape[1])  # padded positions B × T
+    (Y,) = runtime.session(model.attrs["graph"], small).run([OUTPUT], feeds)  # (B, T, D)
 
     def backprop(dY: Any) -> Any:
         raise ValueError(f"spacy-encoder: {runtime.architecture} is inference only")
@@ -248,20 +260,20 @@ def _onnx_forward(runtime: Runtime, model: Model, inputs: Tuple[Any, ...], is_tr
     return ops.asarray(Y), backprop
 
 
-def _new_session(graph: bytes, architecture: str) -> Any:
+def _new_session(graph: bytes, architecture: str, threads: Optional[int] = None) -> Any:
     try:
         import onnxruntime
     except ImportError:
         raise ImportError(f"spacy-encoder: {architecture} runs on onnxruntime, which is not installed: {ORT_HINT}") from None
-    return onnxruntime.InferenceSession(graph, session_options(onnxruntime), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(graph, session_options(onnxruntime, threads), providers=["CPUExecutionProvider"])
 
 
-def session_options(onnxruntime: Any) -> Any:
+def session_options(onnxruntime: Any, threads: Optional[int] = None) -> Any:
     """The options of every session this package makes: all graph optimizations, and the
-    threads `intra_op_threads` and `spinning` give."""
+    threads `intra_op_threads` (or `threads`, where given) and `spinning` give."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    threads = intra_op_threads()
+    threads = intra_op_threads() if threads is None else threads
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -293,6 +293,39 @@ def test_sessions_in_worker_processes_run_one_thread_whatever_the_start_method(m
         assert pool.apply(_worker_session_threads) == (1, 1)
 
 
+def test_small_inputs_run_on_a_one_thread_session_of_the_same_graph(ner_pair, monkeypatch):
+    """A sentence runs on a second session with one intra-op thread (waking a pool costs
+    more than the work); a large input on the main one; the outputs are the same graph's.
+    Off with SPACY_ENCODER_SMALL_INPUT_TOKENS=0, and not needed where the main session
+    runs one thread (SPACY_ENCODER_ORT_THREADS=1, worker processes)."""
+    from spacy_encoder.nodes import ONNX_TOK2VEC, onnx_graph_layer, pipeline_encoders
+
+    _, onnx_path = ner_pair
+    short = "EU rejects German call to boycott British lamb ."
+    long_text = " ".join([short] * 40)  # 400 tokens: above 256 padded positions
+
+    def sessions(env):
+        for name in ("SPACY_ENCODER_ORT_THREADS", "SPACY_ENCODER_SMALL_INPUT_TOKENS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        nlp = spacy.load(onnx_path)
+        ((_, node),) = pipeline_encoders(nlp, (ONNX_TOK2VEC,))
+        runtime = onnx_graph_layer(node)._func.args[0]
+        tensors = nlp(short).tensor, nlp(long_text).tensor
+        threads = sorted(session.get_session_options().intra_op_num_threads for _, session in runtime._sessions.values())
+        return threads, tensors
+
+    threads, (short_on, long_on) = sessions({"SPACY_ENCODER_ORT_THREADS": "2"})
+    assert threads == [1, 2]
+    threads, (short_off, long_off) = sessions({"SPACY_ENCODER_ORT_THREADS": "2", "SPACY_ENCODER_SMALL_INPUT_TOKENS": "0"})
+    assert threads == [2]
+    numpy.testing.assert_allclose(short_on, short_off, atol=1e-5)
+    numpy.testing.assert_allclose(long_on, long_off, atol=1e-5)
+    threads, _ = sessions({"SPACY_ENCODER_ORT_THREADS": "1"})
+    assert threads == [1]
+
+
 def test_session_threads_and_spinning_follow_the_environment(monkeypatch):
     onnxruntime = pytest.importorskip("onnxruntime")
     from spacy_encoder.onnx_layer import session_options
@@ -403,12 +436,11 @@ def test_loading_a_graph_into_a_layer_that_ran_frees_its_old_session(ner_pair):
     nlp("Berlin .")
     layer = next(n for n in nlp.get_pipe("tok2vec").model.walk() if n.name == "onnx")
     runtime = layer._func.args[0]
-    (old,) = [session for _, session in runtime._sessions.values()]
-    old_ref = weakref.ref(old)
-    del old
+    old_refs = [weakref.ref(session) for _, session in runtime._sessions.values()]
+    assert old_refs
     layer.from_bytes(layer.to_bytes())
     gc.collect()
-    assert old_ref() is None  # not kept until evicted
+    assert all(ref() is None for ref in old_refs)  # not kept until evicted
     assert len(runtime._sessions) == 1  # the new graph's, made at load
     numpy.testing.assert_allclose(nlp("Berlin .").tensor, spacy.load(onnx_path)("Berlin .").tensor, atol=1e-6)
 
