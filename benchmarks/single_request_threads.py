@@ -28,7 +28,7 @@ WIKIGOLD = REPO / "corpus" / "wikigold" / "wikigold.conll.txt"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("conll", type=Path, nargs="?", default=None, help="CoNLL column file (default: CoNLL-03 test, else WikiGold from corpus/)")
-    parser.add_argument("--pipeline", default="ner-ours", help="bench pipeline: ner-ours (eager), ner-ours-torchscript, ner-ours-frozen, ner-ours-int8")
+    parser.add_argument("--pipeline", default="ner-ours", help="bench pipeline: ner-ours (eager), ner-ours-torchscript, ner-ours-frozen, ner-ours-int8, ner-ours-onnx, ner-ours-onnx-int8")
     parser.add_argument("--sents-per-request", type=int, default=1)
     parser.add_argument("--n-texts", type=int, default=300, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)

@@ -5,6 +5,8 @@ round, medians and the ratio to the variant named by --base.
 
     python benchmarks/train_ab.py before=/tmp/old:ner-ours after=.:ner-ours \
         after-fd=.:ner-ours-fast-dropout cnn=.:ner-cnn-efficiency --base cnn --rounds 5 --steps 40
+    python benchmarks/train_ab.py d4=.:ner-ours-vectors-mix3 d2=.:ner-ours-vectors-mix3-depth2 \
+        cnn=.:ner-cnn-efficiency-vectors --base cnn --vectors ../shared/vectors/en_core_web_md
 
 A variant is LABEL=TREE:PIPELINE, PIPELINE one of `spacy_encoder.bench.PIPELINES`; TREE
 is a checkout (e.g. `git worktree add /tmp/old <commit>`) whose `spacy_encoder` the
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30, help="timed nlp.update steps per measurement")
     parser.add_argument("--train", type=Path, default=ROOT.parent / "shared/corpora/conll2003/train.txt")
+    parser.add_argument("--vectors", default=None, help="static vectors folder for the pipelines that take vectors (the bench's --vectors)")
     args = parser.parse_args()
     variants = []
     for spec in args.variants:
@@ -60,7 +63,7 @@ def main() -> None:
             # PYTHONPATH's entries come before the installed package (an editable
             # install's finder too), and `-c` puts the working directory first.
             env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONPATH": tree}
-            request = {"name": name, "texts": texts, "n_steps": args.steps, "batch_words": 1000}
+            request = {"name": name, "texts": texts, "n_steps": args.steps, "batch_words": 1000, "vectors": args.vectors}
             proc = subprocess.run(
                 [sys.executable, "-c", CHILD], input=json.dumps(request), capture_output=True, text=True, env=env, cwd=tree
             )
