@@ -55,7 +55,7 @@ def create_start_from_pretrained_v2(
     layer: str = "",
     layers: Optional[List[int]] = None,
 ) -> Callable[[Language], Language]:
-    """`spacy-encoder.start_from_pretrained.v1`, an `[initialize] after_init` callback:
+    """`spacy-encoder.start_from_pretrained.v2`, an `[initialize] after_init` callback:
     load a shipped encoder (`name`, see `spacy-encoder pretrain list`) or a `spacy pretrain`
     output (`path`) into the encoder of `component` (and its `layer` ref, as in
     `[pretraining]`), with or without static vectors in the config. Exactly one of
@@ -129,10 +129,15 @@ def _spread_to_pieces(state: dict[str, torch.Tensor], ours: dict[str, torch.Tens
     return state
 
 
+def _depth(keys) -> int:
+    """The number of encoder layers a state_dict's keys hold."""
+    return len({key[len(_LAYERS):].split(".")[0] for key in keys if key.startswith(_LAYERS)})
+
+
 def _pick_layers(state: dict[str, torch.Tensor], layers: Sequence[int], depth: int) -> dict[str, torch.Tensor]:
     """`state` with only the pretrained encoder layers in `layers`, renumbered from 0 in
     that order, for a config whose encoder has `depth` layers."""
-    theirs = len({key[len(_LAYERS):].split(".")[0] for key in state if key.startswith(_LAYERS)})
+    theirs = _depth(state)
     if max(layers) >= theirs:
         raise PretrainedError(f"spacy-encoder: layers {list(layers)} asks for a layer the pretrained encoder lacks (it has {theirs}: 0 to {theirs - 1})")
     if len(layers) != depth:
@@ -164,8 +169,7 @@ def start_from_pretrained(model: Model, source: Path, layers: Optional[Sequence[
     state = read_pretrained_state(source)
     theirs = shape_summary(state)  # before the vector columns are added
     if layers is not None:
-        depth = len({key[len(_LAYERS):].split(".")[0] for key in ours if key.startswith(_LAYERS)})
-        state = _pick_layers(state, layers, depth)
+        state = _pick_layers(state, layers, _depth(ours))
     # Inputs the pretrained encoder did not have (the static-vector projection, the
     # character encoder) keep their initial values, and their mixer columns (after the
     # hashed features', in that order) start at zero.
