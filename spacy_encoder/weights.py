@@ -56,6 +56,11 @@ def load_weights_safely(module: "torch.nn.Module", state_bytes: bytes, device: "
     return module.to(device)
 
 
+def encoder_depth(keys: Any) -> int:
+    """The number of encoder layers a state_dict's keys hold."""
+    return len({key.split(".")[2] for key in keys if key.startswith("encoder.layers.")})
+
+
 def shape_summary(state: Any) -> str:
     """The architecture settings that a state_dict's shapes show, in config terms."""
     if not isinstance(state, dict):
@@ -66,7 +71,7 @@ def shape_summary(state: Any) -> str:
     parts = []
     if table:
         parts += [f"width {table[1]}", f"hash rows {table[0]} in all"]
-    parts.append(f"depth {len({key.split('.')[2] for key in shapes if key.startswith('encoder.layers.')})}")
+    parts.append(f"depth {encoder_depth(shapes)}")
     if hidden:
         parts.append(f"ff_width {hidden[0]}")
     vectors = next((shape for key, shape in shapes.items() if key.startswith("embed.") and "vectors" in key and len(shape) == 2), None)

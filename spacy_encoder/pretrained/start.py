@@ -28,7 +28,7 @@ from spacy.language import Language
 from thinc.api import Model
 
 from ..nodes import TOK2VEC, component_model, encoder_nodes, torch_module
-from ..weights import shape_summary
+from ..weights import encoder_depth, shape_summary
 from . import PretrainedError, weights_path
 
 logger = logging.getLogger("spacy_encoder")
@@ -129,15 +129,10 @@ def _spread_to_pieces(state: dict[str, torch.Tensor], ours: dict[str, torch.Tens
     return state
 
 
-def _depth(keys) -> int:
-    """The number of encoder layers a state_dict's keys hold."""
-    return len({key[len(_LAYERS):].split(".")[0] for key in keys if key.startswith(_LAYERS)})
-
-
 def _pick_layers(state: dict[str, torch.Tensor], layers: Sequence[int], depth: int) -> dict[str, torch.Tensor]:
     """`state` with only the pretrained encoder layers in `layers`, renumbered from 0 in
     that order, for a config whose encoder has `depth` layers."""
-    theirs = _depth(state)
+    theirs = encoder_depth(state)
     if max(layers) >= theirs:
         raise PretrainedError(f"spacy-encoder: layers {list(layers)} asks for a layer the pretrained encoder lacks (it has {theirs}: 0 to {theirs - 1})")
     if len(layers) != depth:
@@ -169,7 +164,7 @@ def start_from_pretrained(model: Model, source: Path, layers: Optional[Sequence[
     state = read_pretrained_state(source)
     theirs = shape_summary(state)  # before the vector columns are added
     if layers is not None:
-        state = _pick_layers(state, layers, _depth(ours))
+        state = _pick_layers(state, layers, encoder_depth(ours))
     # Inputs the pretrained encoder did not have (the static-vector projection, the
     # character encoder) keep their initial values, and their mixer columns (after the
     # hashed features', in that order) start at zero.
