@@ -85,28 +85,36 @@ class Runtime:
         self.architecture = architecture
         self.first_input = first_input  # the graph's first input: ids (tok2vec) or x (encoder)
         self._lock = threading.Lock()
-        # (id(graph), one thread) -> (graph, session)
+        # (id(graph), small) -> (graph, session); the two may hold the same session
         self._sessions: Dict[Tuple[int, bool], Tuple[bytes, Any]] = {}
         _runtimes.add(self)
 
     def session(self, graph: bytes, small: bool = False) -> Any:
-        """The session of `graph`; with `small`, the one-thread session where the main
-        one would run more threads."""
-        one = small and intra_op_threads() != 1
-        found = self._sessions.get((id(graph), one))
+        """The session of `graph`; with `small`, the one-thread session, which is the
+        main one where that runs one thread already (decided once, when first asked)."""
+        found = self._sessions.get((id(graph), small))
         if found is not None and found[0] is graph:
             return found[1]
         if not graph:
             raise ValueError(f"spacy-encoder: {self.architecture} has no graph: load it from a pipeline written by `spacy-encoder deploy onnx`")
         with self._lock:
-            found = self._sessions.get((id(graph), one))
-            if found is None or found[0] is not graph:
-                found = (graph, _new_session(graph, self.architecture, threads=1 if one else None))
-                self._sessions.pop((id(graph), one), None)
-                while len(self._sessions) >= 2 * self.KEEP:
-                    del self._sessions[next(iter(self._sessions))]
-                self._sessions[(id(graph), one)] = found
-            return found[1]
+            return self._made(graph, small)
+
+    def _made(self, graph: bytes, small: bool) -> Any:
+        """`session`'s slow path, under the lock: find or make the session."""
+        key = (id(graph), small)
+        found = self._sessions.get(key)
+        if found is None or found[0] is not graph:
+            if small and intra_op_threads() == 1:
+                session = self._made(graph, False)
+            else:
+                session = _new_session(graph, self.architecture, threads=1 if small else None)
+            found = (graph, session)
+            self._sessions.pop(key, None)
+            while len(self._sessions) >= 2 * self.KEEP:
+                del self._sessions[next(iter(self._sessions))]
+            self._sessions[key] = found
+        return found[1]
 
     def forget(self) -> None:
         """Drop the sessions made so far (a layer that loads a new graph): they would
