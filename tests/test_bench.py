@@ -112,14 +112,14 @@ def test_the_fast_dropout_rows_swap_the_masks_and_the_plain_rows_keep_torchs():
     assert set(dropout_kinds(bench.build_pipeline("ner-ours-fast-dropout"))) == {"FastDropout"}
 
 
-def test_the_depth2_row_builds_two_layers_and_every_section_names_known_pipelines():
+def test_the_rows_build_the_configs_depth_and_every_section_names_known_pipelines():
     from spacy_encoder.cli.bench import INFERENCE_SECTIONS
 
     def layers(nlp):
         encoder = next(n for n in nlp.get_pipe("tok2vec").model.walk() if n.name == "pytorch")
         return len(encoder.shims[0]._model.encoder.layers)
 
-    assert layers(bench.build_pipeline("ner-ours")) == 4
-    assert layers(bench.build_pipeline("ner-ours-depth2")) == 2
+    assert layers(bench.build_pipeline("ner-ours")) == 2  # configs/ner.cfg
+    assert layers(bench.build_pipeline("ner-ours-depth4")) == 4
     for _, _, names, _ in INFERENCE_SECTIONS:
         assert set(names) <= set(bench.PIPELINES)

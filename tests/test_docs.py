@@ -44,7 +44,9 @@ PAGES = [README, *sorted(DOCS.glob("*.md"))]
 CONFIGURATION = DOCS / "configuration.md"
 # `key = value  # comment`: spaCy's parser keeps the comment as part of the value.
 INLINE_COMMENT = re.compile(r"^\s*[^\s#\[][^=]*=.*\s#")
-TOK2VEC_SIZES = {"width": 128, "depth": 4, "n_heads": 4, "ff_width": 512}
+# configs/ner.cfg's sizes (2 layers); the vectors configs' encoder has 4 (VECTORS_SIZES).
+TOK2VEC_SIZES = {"width": 128, "depth": 2, "n_heads": 4, "ff_width": 512}
+VECTORS_SIZES = dict(TOK2VEC_SIZES, depth=4)
 COMMAND = re.compile(r"(?:^|(?<=[\s`(]))(?:spacy-encoder|python -m spacy_encoder\.cli)\s+([a-z][a-z0-9-]*)(?:[ \t]+([a-z][a-z0-9-]*))?", re.M)
 # The registries of pyproject.toml's entry point groups.
 REGISTRIES = {"spacy_architectures": "architectures", "spacy_misc": "misc", "spacy_callbacks": "callbacks", "spacy_loggers": "loggers"}
@@ -253,7 +255,7 @@ def test_a_v2_block_of_sizes_fills_to_the_ner_vectors_config():
     expected = filled_tok2vec(config_file("ner_vectors.cfg"))
     config = config_file("ner_vectors.cfg")
     config["components"]["tok2vec"]["model"] = {
-        "@architectures": "spacy-encoder.TransformerTok2Vec.v2", **TOK2VEC_SIZES, "vectors_width": 300,
+        "@architectures": "spacy-encoder.TransformerTok2Vec.v2", **VECTORS_SIZES, "vectors_width": 300,
     }
     # configs/ner_vectors.cfg is v3 with rare_word_dropout; everything else is v2's defaults.
     filled = filled_tok2vec(config)
@@ -266,7 +268,7 @@ def test_a_v3_block_of_sizes_fills_to_the_ner_vectors_config():
     expected = filled_tok2vec(config_file("ner_vectors.cfg"))
     config = config_file("ner_vectors.cfg")
     config["components"]["tok2vec"]["model"] = {
-        "@architectures": "spacy-encoder.TransformerTok2Vec.v3", **TOK2VEC_SIZES, "vectors_width": 300, "rare_word_dropout": 0.5,
+        "@architectures": "spacy-encoder.TransformerTok2Vec.v3", **VECTORS_SIZES, "vectors_width": 300, "rare_word_dropout": 0.5,
     }
     assert filled_tok2vec(config) == expected
 

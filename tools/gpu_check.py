@@ -971,8 +971,8 @@ windows of max_length = 256 tokens every 192); positions the encoder runs more t
 (overlapping windows) and bucket padding are not model FLOPs. Peaks: NVIDIA's datasheet
 (H200/H100 SXM, dense: fp32 66.9 TFLOP/s, fp16 989.4 TFLOP/s; torch runs fp32 matmuls
 without TF32 by default, autocast runs them in fp16), and the matmul rates measured in
-the same run (4096^3 fp32, 8192^3 fp16). For configs/ner.cfg (D = 128, L = 4, ff = 512,
-k = 3) at ctx = 256: F = 2.72 MFLOP per token, training 8.16 MFLOP per token."""
+the same run (4096^3 fp32, 8192^3 fp16). For configs/ner.cfg (D = 128, L = 2, ff = 512,
+k = 3) at ctx = 256: F = 1.47 MFLOP per token, training 4.42 MFLOP per token."""
 
 
 def not_run(step: Optional[Dict[str, Any]]) -> Optional[str]:
