@@ -33,8 +33,8 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours-int8": {"task": "ner", "config": "ours", "optimize": "int8"},
     "ner-ours-onnx": {"task": "ner", "config": "ours", "onnx": "none"},
     "ner-ours-onnx-int8": {"task": "ner", "config": "ours", "onnx": "int8"},
-    # The 4-layer encoder of configs/ner.cfg before 2026-12-07 (the rows above have its 2
-    # layers: docs/benchmarks.md, "A cheaper encoder"), to compare with older runs.
+    # The 4-layer encoder of configs/ner.cfg before 2026-12-07, to compare with older runs
+    # (the rows above have its 2 layers: docs/benchmarks.md, "Two layers without vectors").
     "ner-ours-depth4": {"task": "ner", "config": "ours", "model": {"depth": 4}},
     "ner-ours-depth4-onnx-int8": {"task": "ner", "config": "ours", "model": {"depth": 4}, "onnx": "int8"},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},

@@ -3,9 +3,9 @@
 A forward of the encoder is about a hundred torch ops, and with more than one intra-op
 thread each op wakes torch's OpenMP threads. For one sentence the waking costs more than
 the work: single `nlp(text)` requests on the default eager NER pipeline (untrained
-configs/ner.cfg with 4 layers, CoNLL-03 test sentences, 2 cores, nothing else running) took 3.4-3.6 ms
-with one torch thread, 3.6-4.1 ms with two spinning threads and 10-11 ms with two threads
-under `OMP_WAIT_POLICY=PASSIVE`. So at inference a forward of at most
+configs/ner.cfg with 4 layers, CoNLL-03 test sentences, 2 cores, nothing else running)
+took 3.4-3.6 ms with one torch thread, 3.6-4.1 ms with two spinning threads and 10-11 ms
+with two threads under `OMP_WAIT_POLICY=PASSIVE`. So at inference a forward of at most
 `small_input_tokens()` padded positions (batch × tokens, 256 unless the environment says
 otherwise) runs on one thread, and the calling thread's own setting is put back
 afterwards.
