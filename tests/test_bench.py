@@ -114,10 +114,11 @@ def test_the_fast_dropout_rows_swap_the_masks_and_the_plain_rows_keep_torchs():
 
 def test_the_rows_build_the_configs_depth_and_every_section_names_known_pipelines():
     from spacy_encoder.cli.bench import INFERENCE_SECTIONS
+    from spacy_encoder.nodes import TOK2VEC, encoder_nodes, torch_module
+    from spacy_encoder.weights import encoder_depth
 
     def layers(nlp):
-        encoder = next(n for n in nlp.get_pipe("tok2vec").model.walk() if n.name == "pytorch")
-        return len(encoder.shims[0]._model.encoder.layers)
+        return encoder_depth(torch_module(next(encoder_nodes(nlp.get_pipe("tok2vec").model, (TOK2VEC,)))).state_dict())
 
     assert layers(bench.build_pipeline("ner-ours")) == 2  # configs/ner.cfg
     assert layers(bench.build_pipeline("ner-ours-depth4")) == 4
