@@ -289,4 +289,47 @@ def test_unseen_entities_splits_recall_by_names_seen_in_training(tmp_path):
     assert result.exit_code == 1 and "missing.spacy" in result.output
     spacy.blank("en").to_disk(tmp_path / "no_ner")
     result = runner.invoke(app, ["inspect", "unseen", str(tmp_path / "no_ner"), *args[3:]])
-    assert result.exit_code == 1 and "sets entities" in result.output
+    assert result.exit_code == 1 and "sets entities or tags" in result.output
+
+
+# A "tagger" that knows the tags of two words and calls every other word NN.
+LOOKUP_TAGS = {"Paris": "NNP", "runs": "VBZ"}
+
+
+@spacy.Language.component("test_lookup_tagger", assigns=["token.tag"])
+def _lookup_tagger(doc):
+    for token in doc:
+        token.tag_ = LOOKUP_TAGS.get(token.text, "NN")
+    return doc
+
+
+def _tagged_doc(nlp, words, tags):
+    return spacy.tokens.Doc(nlp.vocab, words=words, tags=tags)
+
+
+def test_unseen_words_split_tag_accuracy_by_words_seen_in_training(tmp_path):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_lookup_tagger")
+    train = [_tagged_doc(nlp, ["Paris", "runs", "."], ["NNP", "VBZ", "."])]
+    evaluation = [
+        # seen: Paris right, runs right, "." wrong (NN); unseen: Oslo wrong (NN), dog right
+        _tagged_doc(nlp, ["Paris", "runs", "Oslo", "dog", "."], ["NNP", "VBZ", "NNP", "NN", "."]),
+        spacy.tokens.Doc(nlp.vocab, words=["untagged"]),  # no gold tag: not counted
+    ]
+    split = insp.seen_unseen_tags(nlp, train, evaluation, name="eval").as_dict()
+    assert (split["seen"], split["unseen"], split["tokens"]) == (3, 2, 5)
+    assert split["seen_accuracy"] == pytest.approx(2 / 3)
+    assert split["unseen_accuracy"] == pytest.approx(1 / 2)
+    assert split["accuracy"] == pytest.approx(3 / 5)
+    # The pipeline tagged copies: the gold docs keep their own tags.
+    assert [t.tag_ for t in evaluation[0]] == ["NNP", "VBZ", "NNP", "NN", "."]
+
+    nlp.to_disk(tmp_path / "pipeline")
+    DocBin(docs=train, attrs=["ORTH", "TAG"]).to_disk(tmp_path / "train.spacy")
+    DocBin(docs=evaluation, attrs=["ORTH", "TAG"]).to_disk(tmp_path / "eval.spacy")
+    args = ["inspect", "unseen", str(tmp_path / "pipeline"), str(tmp_path / "train.spacy"), str(tmp_path / "eval.spacy")]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "unseen.json")])
+    assert result.exit_code == 0, result.output
+    assert "66.7" in result.output and "50.0" in result.output and "recall" not in result.output
+    written = json.loads((tmp_path / "unseen.json").read_text())
+    assert written["splits"] == [] and written["tags"][0]["unseen"] == 2

@@ -142,11 +142,11 @@ def plot_training(
 @group("inspect").command("unseen")
 def unseen_entities(
     model: ModelArg,
-    train: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names were seen.")],
+    train: Annotated[Path, typer.Argument(metavar="TRAIN", help="The training corpus (.spacy) that defines which names and words were seen.")],
     eval_paths: Annotated[list[Path], typer.Argument(metavar="EVAL", help="Evaluation corpora (.spacy), e.g. dev and test.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the numbers as JSON.")] = None,
 ) -> None:
-    """Entity recall on names seen and unseen in TRAIN, for each EVAL corpus."""
+    """Entity recall on names, and tag accuracy on words, seen and unseen in TRAIN, for each EVAL corpus."""
     import json
 
     from spacy.tokens import DocBin
@@ -155,8 +155,12 @@ def unseen_entities(
 
     with _fail_cleanly():
         nlp = load_pipeline(model)
-        if not any("doc.ents" in nlp.get_pipe_meta(name).assigns for name in nlp.pipe_names):
-            raise insp.InspectError(f"'{model}' has no component that sets entities (pipes: {', '.join(nlp.pipe_names) or 'none'})")
+        assigns = {attr for name in nlp.pipe_names for attr in nlp.get_pipe_meta(name).assigns}
+        ents, tags = "doc.ents" in assigns, "token.tag" in assigns
+        if not (ents or tags):
+            raise insp.InspectError(
+                f"'{model}' has no component that sets entities or tags (pipes: {', '.join(nlp.pipe_names) or 'none'})"
+            )
 
         def read(path: Path) -> list:
             if not path.is_file():
@@ -167,30 +171,46 @@ def unseen_entities(
                 raise insp.InspectError(f"{path}: not a spaCy DocBin ({type(err).__name__}: {err})") from None
 
         train_docs = read(train)
-        rows = [insp.seen_unseen_recall(nlp, train_docs, read(path), name=str(path)).as_dict() for path in eval_paths]
+        eval_docs = [(str(path), read(path)) for path in eval_paths]
+        rows = [insp.seen_unseen_recall(nlp, train_docs, docs, name=name).as_dict() for name, docs in eval_docs] if ents else []
+        tag_rows = [insp.seen_unseen_tags(nlp, train_docs, docs, name=name).as_dict() for name, docs in eval_docs] if tags else []
 
     def pct(value: Optional[float]) -> str:
         return "-" if value is None else f"{100 * value:.1f}"
 
-    msg.table(
-        [(r["name"], f"{r['entities']:,}", f"{r['unseen']:,} ({pct(r['unseen_share'])}%)", pct(r["seen_recall"]), pct(r["unseen_recall"])) for r in rows],
-        header=("corpus", "entities", "unseen in TRAIN", "recall seen", "recall unseen"),
-        aligns=("l", "r", "r", "r", "r"),
-        divider=True,
-    )
+    if ents:
+        msg.table(
+            [(r["name"], f"{r['entities']:,}", f"{r['unseen']:,} ({pct(r['unseen_share'])}%)", pct(r["seen_recall"]), pct(r["unseen_recall"])) for r in rows],
+            header=("corpus", "entities", "unseen in TRAIN", "recall seen", "recall unseen"),
+            aligns=("l", "r", "r", "r", "r"),
+            divider=True,
+        )
 
-    def misses(r: dict, group: str) -> tuple:
-        counts = r[f"{group}_misses"]
-        total = sum(counts.values())
-        return (r["name"], group, f"{total:,}", *(f"{counts[k]:,} ({pct(counts[k] / total if total else None)}%)" for k in insp.MISS_KINDS))
+        def misses(r: dict, group: str) -> tuple:
+            counts = r[f"{group}_misses"]
+            total = sum(counts.values())
+            return (r["name"], group, f"{total:,}", *(f"{counts[k]:,} ({pct(counts[k] / total if total else None)}%)" for k in insp.MISS_KINDS))
 
-    msg.table(
-        [misses(r, group) for r in rows for group in ("seen", "unseen")],
-        header=("corpus", "names", "missed", "wrong label", "wrong bounds", "not found"),
-        aligns=("l", "l", "r", "r", "r", "r"),
-        divider=True,
-    )
+        msg.table(
+            [misses(r, group) for r in rows for group in ("seen", "unseen")],
+            header=("corpus", "names", "missed", "wrong label", "wrong bounds", "not found"),
+            aligns=("l", "l", "r", "r", "r", "r"),
+            divider=True,
+        )
+    if tags:
+        msg.table(
+            [
+                (r["name"], f"{r['tokens']:,}", f"{r['unseen']:,} ({pct(r['unseen_share'])}%)", pct(r["accuracy"]), pct(r["seen_accuracy"]), pct(r["unseen_accuracy"]))
+                for r in tag_rows
+            ],
+            header=("corpus", "tagged words", "unseen in TRAIN", "tag accuracy", "seen", "unseen"),
+            aligns=("l", "r", "r", "r", "r", "r"),
+            divider=True,
+        )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"model": model, "train": str(train), "splits": rows}, indent=2) + "\n")
+        written = {"model": model, "train": str(train), "splits": rows}
+        if tags:
+            written["tags"] = tag_rows
+        output.write_text(json.dumps(written, indent=2) + "\n")
         msg.good(f"Wrote {output}")

@@ -1,12 +1,15 @@
 """Looking inside a trained pipeline: the encoder's hidden states and attention
 weights for one text (`trace`), pictures of them and of a training log (`plots`,
-`spacy_encoder.training_log`), and entity recall on seen and unseen names (`evaluation`).
+`spacy_encoder.training_log`), entity recall on names and tag accuracy on words seen
+and unseen in training (`evaluation`).
 
 No typer here (the commands live in `spacy_encoder.cli.inspect_cmds`); matplotlib is
 the optional extra `viz` and is imported only by the plotting functions.
 """
 from .errors import InspectError, MissingExtraError  # noqa: F401
-from .evaluation import MISS_KINDS, RecallSplit, entity_names, miss_kind, seen_unseen_recall  # noqa: F401
+from .evaluation import (  # noqa: F401
+    MISS_KINDS, RecallSplit, TagSplit, entity_names, miss_kind, seen_unseen_recall, seen_unseen_tags,
+)
 from .plots import (  # noqa: F401
     VIZ_HINT, attention_figure_size, attention_grid, plot_attention, plot_training, require_matplotlib, token_label,
 )

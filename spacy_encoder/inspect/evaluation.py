@@ -1,4 +1,5 @@
-"""NER evaluation by name: entity recall on names seen and unseen in training."""
+"""Evaluation by what training had: entity recall on names seen and unseen in training,
+and tag accuracy on words seen and unseen in training."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ def miss_kind(start: int, end: int, predicted: Sequence[Tuple[int, int, str]]) -
     return "none"
 
 
+def _share(part: int, whole: int) -> Optional[float]:
+    return part / whole if whole else None
+
+
 @dataclass
 class RecallSplit:
     """Gold entities of one evaluation set, split by whether their text was a gold
@@ -38,18 +43,14 @@ class RecallSplit:
 
     def as_dict(self) -> Dict[str, Any]:
         total = self.seen + self.unseen
-
-        def share(part: int, whole: int) -> Optional[float]:
-            return part / whole if whole else None
-
         return {
             "name": self.name,
             "entities": total,
             "seen": self.seen,
             "unseen": self.unseen,
-            "unseen_share": share(self.unseen, total),
-            "seen_recall": share(self.seen_found, self.seen),
-            "unseen_recall": share(self.unseen_found, self.unseen),
+            "unseen_share": _share(self.unseen, total),
+            "seen_recall": _share(self.seen_found, self.seen),
+            "unseen_recall": _share(self.unseen_found, self.unseen),
             "seen_misses": dict(self.seen_misses),
             "unseen_misses": dict(self.unseen_misses),
         }
@@ -89,4 +90,55 @@ def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequ
             if not hit:
                 misses = split.seen_misses if seen else split.unseen_misses
                 misses[miss_kind(ent.start, ent.end, list(found))] += 1
+    return split
+
+
+@dataclass
+class TagSplit:
+    """Tokens of one evaluation set, split by whether their text was a token in
+    training, and how many of each the pipeline tagged as gold (`token.tag_`)."""
+
+    name: str
+    seen: int = 0
+    seen_correct: int = 0
+    unseen: int = 0
+    unseen_correct: int = 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        total = self.seen + self.unseen
+        return {
+            "name": self.name,
+            "tokens": total,
+            "seen": self.seen,
+            "unseen": self.unseen,
+            "unseen_share": _share(self.unseen, total),
+            "accuracy": _share(self.seen_correct + self.unseen_correct, total),
+            "seen_accuracy": _share(self.seen_correct, self.seen),
+            "unseen_accuracy": _share(self.unseen_correct, self.unseen),
+        }
+
+
+def seen_unseen_tags(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> TagSplit:
+    """Tag accuracy on words seen and unseen in training.
+
+    A token of `eval_docs` is *seen* when its exact text is a token somewhere in
+    `train_docs` (the out-of-vocabulary split of the tagging literature). Tokens
+    without a gold tag are not counted. The pipeline annotates fresh copies of the
+    eval docs, as in `seen_unseen_recall`; a token is correct when its predicted
+    `tag_` equals the gold one.
+    """
+    train_words = {token.text for doc in train_docs for token in doc}
+    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
+    split = TagSplit(name=name)
+    for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):
+        for gold_token, token in zip(gold, predicted):
+            if not gold_token.tag_:
+                continue
+            correct = token.tag_ == gold_token.tag_
+            if gold_token.text in train_words:
+                split.seen += 1
+                split.seen_correct += correct
+            else:
+                split.unseen += 1
+                split.unseen_correct += correct
     return split
