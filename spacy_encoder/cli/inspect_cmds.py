@@ -171,9 +171,14 @@ def unseen_entities(
                 raise insp.InspectError(f"{path}: not a spaCy DocBin ({type(err).__name__}: {err})") from None
 
         train_docs = read(train)
-        eval_docs = [(str(path), read(path)) for path in eval_paths]
-        rows = [insp.seen_unseen_recall(nlp, train_docs, docs, name=name).as_dict() for name, docs in eval_docs] if ents else []
-        tag_rows = [insp.seen_unseen_tags(nlp, train_docs, docs, name=name).as_dict() for name, docs in eval_docs] if tags else []
+        rows, tag_rows = [], []
+        for path in eval_paths:
+            docs = read(path)
+            predicted = insp.annotate_copies(nlp, docs)  # once for both splits
+            if ents:
+                rows.append(insp.seen_unseen_recall(nlp, train_docs, docs, name=str(path), predicted=predicted).as_dict())
+            if tags:
+                tag_rows.append(insp.seen_unseen_tags(nlp, train_docs, docs, name=str(path), predicted=predicted).as_dict())
 
     def pct(value: Optional[float]) -> str:
         return "-" if value is None else f"{100 * value:.1f}"

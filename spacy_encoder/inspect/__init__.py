@@ -8,7 +8,7 @@ the optional extra `viz` and is imported only by the plotting functions.
 """
 from .errors import InspectError, MissingExtraError  # noqa: F401
 from .evaluation import (  # noqa: F401
-    MISS_KINDS, RecallSplit, TagSplit, entity_names, miss_kind, seen_unseen_recall, seen_unseen_tags,
+    MISS_KINDS, RecallSplit, TagSplit, annotate_copies, entity_names, miss_kind, seen_unseen_recall, seen_unseen_tags,
 )
 from .plots import (  # noqa: F401
     VIZ_HINT, attention_figure_size, attention_grid, plot_attention, plot_training, require_matplotlib, token_label,

@@ -3,7 +3,7 @@ and tag accuracy on words seen and unseen in training."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -21,6 +21,15 @@ def miss_kind(start: int, end: int, predicted: Sequence[Tuple[int, int, str]]) -
     if any(s < end and start < e for s, e, _ in predicted):
         return "bounds"
     return "none"
+
+
+def annotate_copies(nlp: Language, eval_docs: Sequence[Doc]) -> List[Doc]:
+    """The pipeline's annotation of fresh copies of `eval_docs` (words and spaces only,
+    so no gold annotation reaches it), in order: what the splits below compare with
+    the gold docs. Computed once, it serves both splits of a pipeline that sets
+    entities and tags."""
+    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
+    return list(nlp.pipe(fresh))
 
 
 def _share(part: int, whole: int) -> Optional[float]:
@@ -62,22 +71,25 @@ def entity_names(docs: Sequence[Doc]) -> Set[str]:
     return {ent.text for doc in docs for ent in doc.ents}
 
 
-def seen_unseen_recall(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> RecallSplit:
+def seen_unseen_recall(
+    nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "", predicted: Optional[Sequence[Doc]] = None
+) -> RecallSplit:
     """Entity recall on names seen and unseen in training.
 
     A gold entity of `eval_docs` is *seen* when its exact text is a gold entity (of
     any label) somewhere in `train_docs`. The pipeline annotates fresh copies of the
-    eval docs (words and spaces only, so no gold annotation reaches it); a gold entity
+    eval docs (`annotate_copies`, unless `predicted` holds them already); a gold entity
     is found when a predicted entity has the same start, end and label. Where a model
     loses to another on test but not on dev, this tells whether the loss is on names
     it could have memorised or on new ones. Each gold entity not found is counted by
     how it was missed (`miss_kind`): wrong label, wrong bounds, or not found at all.
     """
     train_names = entity_names(train_docs)
-    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
     split = RecallSplit(name=name)
-    for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):
-        found = {(ent.start, ent.end, ent.label_) for ent in predicted.ents}
+    if predicted is None:
+        predicted = annotate_copies(nlp, eval_docs)
+    for gold, doc in zip(eval_docs, predicted):
+        found = {(ent.start, ent.end, ent.label_) for ent in doc.ents}
         for ent in gold.ents:
             hit = (ent.start, ent.end, ent.label_) in found
             seen = ent.text in train_names
@@ -118,7 +130,9 @@ class TagSplit:
         }
 
 
-def seen_unseen_tags(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "") -> TagSplit:
+def seen_unseen_tags(
+    nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequence[Doc], name: str = "", predicted: Optional[Sequence[Doc]] = None
+) -> TagSplit:
     """Tag accuracy on words seen and unseen in training.
 
     A token of `eval_docs` is *seen* when its exact text is a token somewhere in
@@ -128,10 +142,11 @@ def seen_unseen_tags(nlp: Language, train_docs: Sequence[Doc], eval_docs: Sequen
     `tag_` equals the gold one.
     """
     train_words = {token.text for doc in train_docs for token in doc}
-    fresh = (Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in eval_docs)
     split = TagSplit(name=name)
-    for gold, predicted in zip(eval_docs, nlp.pipe(fresh)):
-        for gold_token, token in zip(gold, predicted):
+    if predicted is None:
+        predicted = annotate_copies(nlp, eval_docs)
+    for gold, doc in zip(eval_docs, predicted):
+        for gold_token, token in zip(gold, doc):
             if not gold_token.tag_:
                 continue
             correct = token.tag_ == gold_token.tag_
