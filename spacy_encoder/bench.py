@@ -37,6 +37,9 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     # (the rows above have its 2 layers: docs/benchmarks.md, "Two layers without vectors").
     "ner-ours-depth4": {"task": "ner", "config": "ours", "model": {"depth": 4}},
     "ner-ours-depth4-onnx-int8": {"task": "ner", "config": "ours", "model": {"depth": 4}, "onnx": "int8"},
+    # One layer (docs/benchmarks.md, "A cheaper encoder").
+    "ner-ours-depth1": {"task": "ner", "config": "ours", "model": {"depth": 1}},
+    "ner-ours-depth1-onnx-int8": {"task": "ner", "config": "ours", "model": {"depth": 1}, "onnx": "int8"},
     "ner-cnn-efficiency": {"task": "ner", "config": "efficiency"},
     "ner-cnn-accuracy": {"task": "ner", "config": "accuracy"},
     "ner-ours-vectors": {"task": "ner", "config": "ours", "vectors": True},
@@ -45,10 +48,11 @@ PIPELINES: Dict[str, Dict[str, Any]] = {
     "ner-ours-vectors-onnx": {"task": "ner", "config": "ours", "vectors": True, "onnx": "none"},
     "ner-ours-vectors-onnx-int8": {"task": "ner", "config": "ours", "vectors": True, "onnx": "int8"},
     # The frontier of cheaper encoders (docs/benchmarks.md): the best accuracy recipe's mixer
-    # at depths 4, 3 and 2.
+    # at depths 4, 3, 2 and 1.
     "ner-ours-vectors-mix3": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3}},
     "ner-ours-vectors-mix3-depth3": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3, "depth": 3}},
     "ner-ours-vectors-mix3-depth2": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3, "depth": 2}},
+    "ner-ours-vectors-mix3-depth1": {"task": "ner", "config": "ours", "vectors": True, "model": {"mix_pieces": 3, "depth": 1}},
     "ner-cnn-efficiency-vectors": {"task": "ner", "config": "efficiency", "vectors": True},
     "textcat-ours": {"task": "textcat", "config": "ours"},
     "textcat-ours-torchscript": {"task": "textcat", "config": "ours", "torchscript": True},

@@ -122,5 +122,6 @@ def test_the_rows_build_the_configs_depth_and_every_section_names_known_pipeline
 
     assert layers(bench.build_pipeline("ner-ours")) == 2  # configs/ner.cfg
     assert layers(bench.build_pipeline("ner-ours-depth4")) == 4
+    assert layers(bench.build_pipeline("ner-ours-depth1")) == 1
     for _, _, names, _ in INFERENCE_SECTIONS:
         assert set(names) <= set(bench.PIPELINES)

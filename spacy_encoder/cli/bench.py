@@ -21,9 +21,9 @@ BUSY_PER_CPU = 0.25  # 1-minute load average per CPU above which the machine is 
 LATENCY_TEXTS = 600
 # (results key, title, pipelines, texts key): the inference sections, in order.
 INFERENCE_SECTIONS = (
-    ("latency_ner", f"Single requests, NER: nlp(text), one CoNLL-03 test sentence per call ({LATENCY_TEXTS} calls)", ["ner-ours", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4", "ner-ours-depth4-onnx-int8", "ner-cnn-efficiency"], "latency"),
-    ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)", ["ner-ours", "ner-ours-torchscript", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4-onnx-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner10"),
-    ("inference_ner_1sent", "Inference, NER, CoNLL-03 test (1-sentence docs)", ["ner-ours", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4-onnx-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner1"),
+    ("latency_ner", f"Single requests, NER: nlp(text), one CoNLL-03 test sentence per call ({LATENCY_TEXTS} calls)", ["ner-ours", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4", "ner-ours-depth4-onnx-int8", "ner-ours-depth1-onnx-int8", "ner-cnn-efficiency"], "latency"),
+    ("inference_ner", "Inference, NER, CoNLL-03 test (10-sentence docs)", ["ner-ours", "ner-ours-torchscript", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4-onnx-int8", "ner-ours-depth1-onnx-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner10"),
+    ("inference_ner_1sent", "Inference, NER, CoNLL-03 test (1-sentence docs)", ["ner-ours", "ner-ours-frozen", "ner-ours-int8", "ner-ours-onnx", "ner-ours-onnx-int8", "ner-ours-depth4-onnx-int8", "ner-ours-depth1-onnx-int8", "ner-cnn-efficiency", "ner-cnn-accuracy"], "ner1"),
     ("inference_ner_vectors", "Inference, NER with en_core_web_md vectors, CoNLL-03 test (10-sentence docs)", ["ner-ours-vectors", "ner-ours-vectors-int8", "ner-ours-vectors-onnx", "ner-ours-vectors-onnx-int8", "ner-cnn-efficiency-vectors"], "ner10"),
     ("inference_textcat", "Inference, textcat, SST-2 dev", ["textcat-ours", "textcat-ours-torchscript", "textcat-cnn-efficiency", "textcat-cnn-accuracy"], "sst2"),
 )
