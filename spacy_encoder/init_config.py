@@ -52,18 +52,20 @@ def rare_words(pipeline: List[str], vectors_width: int) -> bool:
     return vectors_width > 0 and "ner" in pipeline
 
 
-# Two encoder layers for NER where they scored as four (docs/benchmarks.md, "A cheaper
-# encoder"): with static vectors from the shipped encoder, started from its bottom two
-# (`start_from_pretrained.v2`) with spaCy's maxout mixer (CoNLL-03, GloVe 400k); and from
-# a random start without vectors (`configs/ner.cfg`). Four elsewhere: from the shipped
-# encoder without vectors two layers scored lower (CoNLL-03, one seed), and a random
-# start with vectors and text classification were not measured.
-SHALLOW_LAYERS = [0, 1]
+# Fewer encoder layers for NER where they scored as four (docs/benchmarks.md, "A cheaper
+# encoder"): with static vectors from the shipped encoder, its bottom one
+# (`start_from_pretrained.v2`) with spaCy's maxout mixer (CoNLL-03, GloVe 400k: as two
+# layers over four seeds); from a random start without vectors, two (`configs/ner.cfg`).
+# Four elsewhere: from the shipped encoder without vectors two layers scored lower
+# (CoNLL-03, one seed), and a random start with vectors and text classification were
+# not measured.
+SHALLOW_LAYERS = [0]
+SHALLOW_SCRATCH_DEPTH = 2
 
 
 def shallow(pipeline: List[str], optimize: str, vectors_width: int) -> bool:
-    """Whether the config gets the 2-layer encoder (from the shipped encoder's
-    `SHALLOW_LAYERS` when `optimize` is `accuracy`)."""
+    """Whether the config gets fewer than four layers: the shipped encoder's
+    `SHALLOW_LAYERS` when `optimize` is `accuracy`, else `SHALLOW_SCRATCH_DEPTH`."""
     if "ner" not in pipeline:
         return False
     return vectors_width > 0 if optimize == "accuracy" else vectors_width == 0
@@ -100,7 +102,7 @@ def _tok2vec_block(pipeline: List[str], optimize: str, vectors_width: int, gpu: 
     if v3:
         block.update({"mix_pieces": 1, "rare_word_dropout": RARE_WORD_DROPOUT})
     if shallow(pipeline, optimize, vectors_width):
-        block["depth"] = len(SHALLOW_LAYERS)
+        block["depth"] = len(SHALLOW_LAYERS) if optimize == "accuracy" else SHALLOW_SCRATCH_DEPTH
         if v3:
             block["mix_pieces"] = 3
     return block

@@ -69,11 +69,11 @@ def test_run_config_with_vectors_gives_every_system_the_same_vectors(system: str
         assert config["components"]["tok2vec"]["model"]["@architectures"] == expected
         assert config["components"]["tok2vec"]["model"]["vectors_width"] == 300
         if system == "spacy-encoder-pretrained":
-            # NER: two layers from the shipped encoder's bottom two (v2); textcat: all four (v1).
+            # NER: one layer from the shipped encoder's bottom one (v2); textcat: all four (v1).
             after_init = config["initialize"]["after_init"]
             if task == "conll2003":
-                assert after_init["@callbacks"] == "spacy-encoder.start_from_pretrained.v2" and after_init["layers"] == [0, 1]
-                assert config["components"]["tok2vec"]["model"]["depth"] == 2
+                assert after_init["@callbacks"] == "spacy-encoder.start_from_pretrained.v2" and after_init["layers"] == [0]
+                assert config["components"]["tok2vec"]["model"]["depth"] == 1
             else:
                 assert after_init["@callbacks"] == "spacy-encoder.start_from_pretrained.v1"
                 assert config["components"]["tok2vec"]["model"]["depth"] == 4

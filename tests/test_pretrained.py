@@ -171,6 +171,8 @@ def vectors_start(after_init=True, start=None, **model):
         config["initialize"]["after_init"] = None
     elif start is not None:
         config["initialize"]["after_init"] = {"@callbacks": "spacy-encoder.start_from_pretrained.v2", "name": DEFAULT, **start}
+    else:  # the config's own start, from as many bottom layers as the small encoder has
+        config["initialize"]["after_init"]["layers"] = list(range(config["components"]["tok2vec"]["model"]["depth"]))
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     words = sorted({t.text for text, _ in NER_DATA for t in nlp.make_doc(text)} - {"Paris"})
     add_vectors(nlp, words)
