@@ -11,7 +11,7 @@ variants with `vectors_width`; tests keep them equal).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .pretrained import DEFAULT as PRETRAINED
 
@@ -63,12 +63,15 @@ SHALLOW_LAYERS = [0]
 SHALLOW_SCRATCH_DEPTH = 2
 
 
-def shallow(pipeline: List[str], optimize: str, vectors_width: int) -> bool:
-    """Whether the config gets fewer than four layers: the shipped encoder's
-    `SHALLOW_LAYERS` when `optimize` is `accuracy`, else `SHALLOW_SCRATCH_DEPTH`."""
+def shallow_depth(pipeline: List[str], optimize: str, vectors_width: int) -> Optional[int]:
+    """The depth of a config that gets fewer than four layers, else None: as many as
+    `SHALLOW_LAYERS` from the shipped encoder (`accuracy` with vectors), or
+    `SHALLOW_SCRATCH_DEPTH` from a random start (`efficiency` without vectors)."""
     if "ner" not in pipeline:
-        return False
-    return vectors_width > 0 if optimize == "accuracy" else vectors_width == 0
+        return None
+    if optimize == "accuracy":
+        return len(SHALLOW_LAYERS) if vectors_width > 0 else None
+    return SHALLOW_SCRATCH_DEPTH if vectors_width == 0 else None
 
 
 def _tok2vec_block(pipeline: List[str], optimize: str, vectors_width: int, gpu: bool) -> Dict[str, Any]:
@@ -101,8 +104,9 @@ def _tok2vec_block(pipeline: List[str], optimize: str, vectors_width: int, gpu: 
         block.update({"vectors_width": vectors_width, "vectors_dropout": 0.1 if vectors_width else 0.0, "output_scale": 3.0})
     if v3:
         block.update({"mix_pieces": 1, "rare_word_dropout": RARE_WORD_DROPOUT})
-    if shallow(pipeline, optimize, vectors_width):
-        block["depth"] = len(SHALLOW_LAYERS) if optimize == "accuracy" else SHALLOW_SCRATCH_DEPTH
+    depth = shallow_depth(pipeline, optimize, vectors_width)
+    if depth is not None:
+        block["depth"] = depth
         if v3:
             block["mix_pieces"] = 3
     return block
@@ -248,7 +252,7 @@ def make_config(
                 "component": "tok2vec",
                 "layer": "",
             }
-            if shallow(pipeline, optimize, vectors_width):
+            if shallow_depth(pipeline, optimize, vectors_width) is not None:
                 config["initialize"]["after_init"].update(
                     {"@callbacks": "spacy-encoder.start_from_pretrained.v2", "layers": list(SHALLOW_LAYERS)}
                 )
